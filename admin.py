@@ -1,0 +1,67 @@
+"""Workspace administration: permissions, settings and server info (shared/spec §4.7–§4.8)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, request
+
+import db
+import services
+from auth import public, request_body, require_all
+from schemas import (
+    InfoSchema,
+    PermissionsListQuerySchema,
+    PermissionsListSchema,
+    PermissionsUpdatedSchema,
+    PermissionsUpdateSchema,
+    SettingSchema,
+    SettingValueSchema,
+    SuccessSchema,
+    load,
+    query_args,
+)
+
+VERSION = "1.0.0"
+
+bp = Blueprint("admin", __name__, url_prefix="/api")
+
+
+@bp.get("/info")
+@public
+def info() -> Any:
+    """The server version (Rocket.Chat clients read it before logging in)."""
+    return InfoSchema().dump({"version": VERSION})
+
+
+@bp.get("/v1/permissions.listAll")
+def list_permissions() -> Any:
+    """Every permission with its roles; with `updatedSince`, only those changed after it."""
+    params = load(PermissionsListQuerySchema(), query_args(request.args))
+    permissions = services.list_permissions(db.session(), params.get("updatedSince"))
+    return PermissionsListSchema().dump({"update": permissions, "remove": []})
+
+
+@bp.post("/v1/permissions.update")
+def update_permissions() -> Any:
+    """Set the roles of permissions (needs `access-permissions`)."""
+    data = load(PermissionsUpdateSchema(), request_body())
+    require_all("access-permissions")
+    permissions = services.update_permissions(db.session(), data["permissions"])
+    return PermissionsUpdatedSchema().dump({"permissions": permissions})
+
+
+@bp.get("/v1/settings/<setting_id>")
+def get_setting(setting_id: str) -> Any:
+    """Read one setting (needs `view-privileged-setting`)."""
+    require_all("view-privileged-setting")
+    return SettingSchema().dump(services.get_setting(db.session(), setting_id))
+
+
+@bp.post("/v1/settings/<setting_id>")
+def set_setting(setting_id: str) -> Any:
+    """Change one setting (needs `edit-privileged-setting`)."""
+    data = load(SettingValueSchema(), request_body())
+    require_all("edit-privileged-setting")
+    services.set_setting(db.session(), setting_id, data["value"])
+    return SuccessSchema().dump({})

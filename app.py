@@ -1,0 +1,82 @@
+"""The departments service: a standalone, Rocket.Chat-compatible livechat departments API.
+
+`create_app(config)` is the table of contents: configuration, logging, database, the
+request pipeline, blueprints, errors and CLI. `app` is the WSGI object gunicorn serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def config_from_env() -> dict[str, Any]:
+    """Every setting read from the environment (the README has the same table)."""
+    import db
+
+    return {
+        "DATABASE_URL": db.database_url_from_env(ROOT),
+        "SQLITE_SYNCHRONOUS": os.environ.get("SQLITE_SYNCHRONOUS", "FULL").upper(),
+        "SQLITE_BUSY_TIMEOUT_MS": _env_int("SQLITE_BUSY_TIMEOUT_MS", 5000),
+        "MAX_CONTENT_LENGTH": _env_int("MAX_BODY_BYTES", 1024 * 1024),
+        "ADMIN_USERNAME": os.environ.get("ADMIN_USERNAME", "admin"),
+        "ADMIN_PASS": os.environ.get("ADMIN_PASS") or None,
+        "ADMIN_EMAIL": os.environ.get("ADMIN_EMAIL", "admin@localhost"),
+        "ARGON2_TIME_COST": _env_int("ARGON2_TIME_COST", 3),
+        "ARGON2_MEMORY_KIB": _env_int("ARGON2_MEMORY_KIB", 65536),
+        "ARGON2_PARALLELISM": _env_int("ARGON2_PARALLELISM", 4),
+        "DEPARTMENT_LIMIT": os.environ.get("DEPARTMENT_LIMIT") or None,
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO").upper(),
+    }
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the application; `config` overrides the environment (tests pass their database here)."""
+    import admin
+    import auth
+    import cli
+    import db
+    import departments
+    import errors
+    import services
+    import users
+
+    app = Flask(__name__)
+    app.config.update(config_from_env())
+    app.config.update(config or {})
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep Rocket.Chat's key order
+
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    services.configure_password_hashing(
+        app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_KIB"], app.config["ARGON2_PARALLELISM"]
+    )
+    db.init_app(app)
+
+    app.before_request(auth.authenticate)
+    for blueprint in (auth.bp, users.bp, admin.bp, departments.bp):
+        app.register_blueprint(blueprint)
+    errors.register_error_handlers(app)
+    cli.register(app)
+    return app
+
+
+def __getattr__(name: str) -> Flask:
+    """`app`, the WSGI entry point (`gunicorn -c gunicorn.conf.py app:app`), built on first access
+    so that importing this module (tests, tools) does not configure anything."""
+    if name == "app":
+        wsgi_app = create_app()
+        globals()["app"] = wsgi_app
+        return wsgi_app
+    raise AttributeError(name)

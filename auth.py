@@ -1,0 +1,121 @@
+"""Who is calling: login, logout, me, and the checks every protected route runs.
+
+Pipeline (shared/spec §3.3): authenticate (401) → validate parameters (400) → check
+permissions (403) → handler. `authenticate` runs before every /api route that is not
+marked `public`; views validate first, then call `require_any`/`require_all`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Blueprint, current_app, g, request
+
+import db
+import services
+from errors import ApiError
+from models import User
+from schemas import LoginResponseSchema, LoginSchema, LogoutResponseSchema, MeSchema, load
+
+bp = Blueprint("auth", __name__, url_prefix="/api/v1")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def public(view: F) -> F:
+    """Mark a view as reachable without logging in."""
+    view.is_public = True  # type: ignore[attr-defined]
+    return view
+
+
+def authenticate() -> None:
+    """before_request: resolve X-User-Id + X-Auth-Token into `g.user`, or answer 401."""
+    if request.routing_exception is not None or not request.path.startswith("/api/"):
+        return  # unknown routes answer 404/405; health checks and docs are public
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "is_public", False) or getattr(getattr(view, "view_class", None), "is_public", False):
+        return
+    user_id = request.headers.get("X-User-Id", "")
+    token = request.headers.get("X-Auth-Token", "")
+    user = services.authenticated_user(db.session(), user_id, token) if user_id and token else None
+    if user is None:
+        raise ApiError.unauthorized()
+    g.user = user
+    g.auth_token = token
+
+
+def current_user() -> User:
+    return g.user
+
+
+def granted(*permissions: str) -> set[str]:
+    return services.granted(db.session(), current_user(), permissions)
+
+
+def require_any(*permissions: str) -> None:
+    """403 unless the caller has at least one of `permissions` (Rocket.Chat's hasAny)."""
+    if not granted(*permissions):
+        raise ApiError.forbidden()
+
+
+def require_all(*permissions: str) -> None:
+    """403 unless the caller has every one of `permissions` (Rocket.Chat's hasAll)."""
+    if granted(*permissions) != set(permissions):
+        raise ApiError.forbidden()
+
+
+def request_body() -> Any:
+    """The JSON body (or a form body, as Rocket.Chat's login accepts); `{}` when empty."""
+    if request.content_length == 0 or not request.get_data(cache=True):
+        return {}
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return request.form.to_dict()
+    if not request.is_json:
+        raise ApiError.plain(
+            "Unsupported Media Type: the body must be JSON (Content-Type: application/json)", 415
+        )
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError.plain("Malformed JSON body", 400)
+    return data
+
+
+@bp.post("/login")
+@public
+def login() -> Any:
+    """Log in with a username/email and password, or resume with a token."""
+    data = load(LoginSchema(), request_body())
+    session = db.session()
+    if data.get("resume"):
+        user, token = services.login_with_token(session, data["resume"])
+    else:
+        identifier = _identifier(data)
+        user, token = services.login(session, identifier, data.get("password"))
+    return LoginResponseSchema().dump({"data": {"userId": user.id, "authToken": token, "me": user}})
+
+
+def _identifier(data: dict[str, Any]) -> dict[str, str]:
+    if "user" in data:
+        # Rocket.Chat reads `user` as an email when it contains "@".
+        return {"email" if "@" in data["user"] else "username": data["user"]}
+    if "username" in data:
+        return {"username": data["username"]}
+    if "email" in data:
+        return {"email": data["email"]}
+    raise ApiError.unauthorized_login()
+
+
+@bp.route("/logout", methods=["POST", "GET"])
+def logout() -> Any:
+    """Log out: the token of this request stops working."""
+    services.logout(db.session(), g.auth_token)
+    return LogoutResponseSchema().dump({})
+
+
+@bp.get("/me")
+def me() -> Any:
+    """The logged-in user."""
+    body = MeSchema().dump(current_user())
+    body["success"] = True
+    return body

@@ -1,0 +1,52 @@
+"""Alembic environment: imports only `models` and `db`, never the app.
+
+SQLite migrations run with foreign keys OFF (a batch table rebuild would otherwise cascade
+its DROP into the agent links) inside one BEGIN IMMEDIATE transaction, and refuse to commit
+if `PRAGMA foreign_key_check` finds a dangling reference. PostgreSQL migrations hold an
+advisory lock so two processes starting at once apply them one after the other.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from alembic import context
+from sqlalchemy import text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import db  # noqa: E402
+import models  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATION_LOCK_KEY = 7_341_002  # arbitrary, constant: our advisory lock id
+
+
+def run_migrations_online() -> None:
+    url = context.config.get_main_option("sqlalchemy.url") or db.database_url_from_env(ROOT)
+    engine = db.make_engine(url, foreign_keys=False)
+    sqlite = db.is_sqlite(engine)
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=models.Base.metadata,
+            render_as_batch=sqlite,
+            compare_type=True,
+            transaction_per_migration=False,
+        )
+        with context.begin_transaction():
+            if not sqlite:
+                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            context.run_migrations()
+            if sqlite:
+                dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if dangling:
+                    raise RuntimeError(f"migration left dangling references: {dangling[:5]}")
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (--sql) migrations are not supported")
+run_migrations_online()

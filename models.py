@@ -1,0 +1,223 @@
+"""The data: typed SQLAlchemy models. No Flask here, so scripts and migrations import it freely.
+
+A NULL column means "the key is absent" on the wire: Rocket.Chat departments are schemaless
+documents that hold exactly the keys a client sent (shared/spec §1.1), and absent keys are
+omitted from responses rather than sent as null.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+
+# Column sizes; schemas.py validates the same limits so PostgreSQL never sees a longer value.
+ID_MAX = 64
+NAME_MAX = 256
+EMAIL_MAX = 254
+USERNAME_MAX = 120
+TEXT_MAX = 10_000
+
+METEOR_ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def meteor_id() -> str:
+    """A 17-character id like Meteor's `Random.id()`: Rocket.Chat's format for user ids."""
+    return "".join(secrets.choice(METEOR_ID_ALPHABET) for _ in range(17))
+
+
+def object_id() -> str:
+    """A 24-hex id like Mongo's ObjectId (time prefix + random): Rocket.Chat's department ids."""
+    return f"{int(time.time()):08x}{os.urandom(8).hex()}"
+
+
+def utcnow() -> datetime:
+    # Millisecond precision: the wire format has milliseconds, and a stored value must
+    # round-trip to exactly what the client was shown.
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC, always returns an aware UTC datetime (SQLite would return naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    # Named constraints from day one: Alembic batch mode can only alter what has a name.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Role(Base):
+    __tablename__ = "roles"
+
+    id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
+    description: Mapped[str] = mapped_column(String(NAME_MAX), default="")
+
+
+class UserRole(Base):
+    __tablename__ = "user_roles"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    role_id: Mapped[str] = mapped_column(
+        ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True, default=meteor_id)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX), unique=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX), default="")
+    email: Mapped[str | None] = mapped_column(String(EMAIL_MAX), unique=True)
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(512))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(32), default="offline")
+    status_livechat: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    role_links: Mapped[list[UserRole]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+    )
+
+    @property
+    def roles(self) -> list[str]:
+        return sorted(link.role_id for link in self.role_links)
+
+    def has_role(self, role: str) -> bool:
+        return any(link.role_id == role for link in self.role_links)
+
+
+class LoginToken(Base):
+    """A login session. Only base64(sha256(token)) is stored, like Meteor's `hashedToken`."""
+
+    __tablename__ = "login_tokens"
+
+    hashed_token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Permission(Base):
+    __tablename__ = "permissions"
+
+    id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
+    # Role ids in the order they were set (Rocket.Chat returns them as stored).
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Setting(Base):
+    __tablename__ = "settings"
+
+    id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Department(Base):
+    __tablename__ = "departments"
+
+    id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True, default=object_id)
+    # Byte-wise order like Mongo's (shared/spec §2.1): "C" collation on PostgreSQL,
+    # SQLite's default BINARY already is.
+    name: Mapped[str] = mapped_column(String(NAME_MAX).with_variant(String(NAME_MAX, collation="C"), "postgresql"))
+    # casefold(name): `text` search is case-insensitive across Unicode on both databases,
+    # which SQLite's lower()/LIKE (ASCII only) cannot do by themselves.
+    name_folded: Mapped[str] = mapped_column(Text)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX))
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    show_on_registration: Mapped[bool] = mapped_column(Boolean)
+    show_on_offline_form: Mapped[bool | None] = mapped_column(Boolean)
+    description: Mapped[str | None] = mapped_column(Text)
+    request_tag_before_closing_chat: Mapped[bool | None] = mapped_column(Boolean)
+    chat_closing_tags: Mapped[list[str] | None] = mapped_column(JSON)
+    fallback_forward_department: Mapped[str | None] = mapped_column(String(ID_MAX))
+    departments_allowed_to_forward: Mapped[list[str] | None] = mapped_column(JSON)
+    allow_receive_forward_offline: Mapped[bool | None] = mapped_column(Boolean)
+    offline_message_channel_name: Mapped[str | None] = mapped_column(Text)
+    abandoned_rooms_close_custom_message: Mapped[str | None] = mapped_column(Text)
+    waiting_queue_message: Mapped[str | None] = mapped_column(Text)
+    num_agents: Mapped[int | None] = mapped_column(Integer)
+    archived: Mapped[bool | None] = mapped_column(Boolean)
+    # 'd' for departments; Rocket.Chat EE stores units ('u') in the same collection.
+    type: Mapped[str | None] = mapped_column(String(8))
+    # Client-defined primitive keys ("custom fields", shared/spec §1.1), kept as sent.
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @validates("name")
+    def _fold_name(self, _key: str, name: str) -> str:
+        self.name_folded = name.casefold()
+        return name
+
+    __table_args__ = (
+        Index("ix_departments_name_id", "name", "id"),
+        Index("ix_departments_archived_name_id", "archived", "name", "id"),
+        Index("ix_departments_enabled", "enabled"),
+    )
+
+
+class DepartmentAgent(Base):
+    """The link of an agent (a user) to a department, with its routing counters."""
+
+    __tablename__ = "department_agents"
+
+    id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True, default=object_id)
+    department_id: Mapped[str] = mapped_column(
+        ForeignKey("departments.id", ondelete="CASCADE")
+    )
+    # No cascade from users: removing a user must also fix numAgents, which the service does.
+    agent_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX), default="")
+    department_enabled: Mapped[bool] = mapped_column(Boolean)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    order: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("department_id", "agent_id"),
+        Index("ix_department_agents_department_id_username", "department_id", "username"),
+    )

@@ -1,0 +1,639 @@
+"""The wire: every request and response body, and the validation rules of each.
+
+Rocket.Chat validates in two styles and clients see both (shared/spec §3.5–§3.7):
+- ajv (`validateParams` on some routes): coerces types, stops at the first error, and answers
+  `"<message> [invalid-params]"`. `AjvSchema` reproduces that.
+- Meteor `check()`: no coercion, `"Match error: …"` messages with a field path. `check()` and
+  the pattern helpers below reproduce that, and `MatchSchema` runs them before loading.
+Schemas never touch the database.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate
+
+import models
+from errors import ApiError, first_message
+
+# ---------------------------------------------------------------------------
+# Shared fields
+# ---------------------------------------------------------------------------
+
+
+def format_date(value: datetime) -> str:
+    """`2016-12-13T17:22:19.109Z`, JavaScript's toISOString() (not Python's isoformat)."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+class RCDateTime(fields.Field[datetime]):
+    """A date as Rocket.Chat sends it."""
+
+    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else format_date(value)
+
+
+class OmitNoneSchema(Schema):
+    """Rocket.Chat drops `undefined` keys instead of sending null (shared/spec §3.1)."""
+
+    def dump(self, obj: Any, *, many: bool | None = None) -> Any:  # type: ignore[override]
+        data = super().dump(obj, many=many)
+        if many if many is not None else self.many:
+            return [{k: v for k, v in item.items() if v is not None} for item in data]
+        return {k: v for k, v in data.items() if v is not None}
+
+
+# ---------------------------------------------------------------------------
+# ajv-style validation (coercing, first error wins, "[invalid-params]")
+# ---------------------------------------------------------------------------
+
+_NUMBER = re.compile(r"^\s*-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+class AjvString(fields.String):
+    """ajv `type: string` with coerceTypes: numbers and booleans become strings."""
+
+    default_error_messages = {"invalid": "must be string", "null": "must be string"}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, int | float):
+            value = json.dumps(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class AjvBoolean(fields.Field[bool]):
+    """ajv `type: boolean` with coerceTypes: "true"/"false"/1/0 become booleans."""
+
+    default_error_messages = {"invalid": "must be boolean", "null": "must be boolean"}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if value is True or value == "true" or (type(value) in (int, float) and value == 1):
+            return True
+        if value is False or value == "false" or (type(value) in (int, float) and value == 0):
+            return False
+        raise self.make_error("invalid")
+
+
+class AjvNumber(fields.Field[float]):
+    """ajv `type: number` with coerceTypes: numeric strings become numbers."""
+
+    default_error_messages = {"invalid": "must be number", "null": "must be number"}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int | float:
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, int | float):
+            return value
+        if isinstance(value, str) and _NUMBER.match(value):
+            number = float(value)
+            return int(number) if number.is_integer() and abs(number) < 2**53 else number
+        raise self.make_error("invalid")
+
+
+class AjvList(fields.List):
+    default_error_messages = {"invalid": "must be array", "null": "must be array"}
+
+
+class AjvNested(fields.Nested):
+    default_error_messages = {"type": "must be object", "null": "must be object"}
+
+
+class AjvSchema(Schema):
+    """Checks like ajv: object type, then required keys in order, then extra keys, then types."""
+
+    class Meta:
+        unknown = RAISE
+
+    error_messages = {"type": "must be object", "unknown": "must NOT have additional properties"}
+
+    @pre_load
+    def _required_first(self, data: Any, **_kwargs: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise ValidationError("must be object")
+        for name, field in self.fields.items():
+            key = field.data_key or name
+            if field.required and key not in data:
+                raise ValidationError(f"must have required property '{key}'")
+        if self.unknown == RAISE:
+            known = {field.data_key or name for name, field in self.fields.items()}
+            if any(key not in known for key in data):
+                raise ValidationError("must NOT have additional properties")
+        return data
+
+    @staticmethod
+    def api_error(error: ValidationError) -> ApiError:
+        return ApiError.invalid_params(first_message(error.messages))
+
+
+# ---------------------------------------------------------------------------
+# Meteor check() patterns
+# ---------------------------------------------------------------------------
+
+MISSING = object()  # JavaScript's `undefined`: the key is not there at all
+
+
+class Optional:
+    """Match.Optional: the key may be absent (but not null)."""
+
+    def __init__(self, pattern: Any) -> None:
+        self.pattern = pattern
+
+
+class Maybe(Optional):
+    """Match.Maybe: absent or null."""
+
+
+class OneOf:
+    def __init__(self, *patterns: Any) -> None:
+        self.patterns = patterns
+
+
+class Including:
+    """Match.ObjectIncluding: the listed keys are checked, other keys are allowed."""
+
+    def __init__(self, patterns: dict[str, Any]) -> None:
+        self.patterns = patterns
+
+
+class Where:
+    """Match.Where: a predicate."""
+
+    def __init__(self, predicate: Any) -> None:
+        self.predicate = predicate
+
+
+class Integer:
+    """Match.Integer: a 32-bit integer, as JavaScript's `(value | 0) === value` allows."""
+
+
+class AnyArray:
+    """The `Array` constructor used as a pattern."""
+
+
+class PlainObject:
+    """The `Object` constructor used as a pattern: any plain object."""
+
+
+_JS_IDENTIFIER = re.compile(r"^[a-z_$][0-9a-z_$]*$", re.IGNORECASE)
+
+
+def _js_typeof(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "object"
+
+
+def _prepend_path(key: str | int, base: str) -> str:
+    if isinstance(key, int) or key.isdigit():
+        key = f"[{key}]"
+    elif not _JS_IDENTIFIER.match(key):
+        key = json.dumps([key])
+    if base and not base.startswith("["):
+        return f"{key}.{base}"
+    return key + base
+
+
+def _is_integer(value: Any) -> bool:
+    return type(value) in (int, float) and float(value).is_integer() and -(2**31) <= value < 2**31
+
+
+def _match(value: Any, pattern: Any) -> tuple[str, str] | None:
+    """Meteor's testSubtree: None when `value` matches, else (message, path)."""
+    if isinstance(pattern, Optional):
+        if value is MISSING or (value is None and isinstance(pattern, Maybe)):
+            return None
+        if _match(value, pattern.pattern) is None:
+            return None
+        return ("Failed Match.OneOf, Match.Maybe or Match.Optional validation", "")
+    if isinstance(pattern, OneOf):
+        if any(_match(value, p) is None for p in pattern.patterns):
+            return None
+        return ("Failed Match.OneOf, Match.Maybe or Match.Optional validation", "")
+    if value is MISSING:
+        value = None
+    if pattern in (str, bool):
+        expected = "string" if pattern is str else "boolean"
+        if _js_typeof(value) == expected:
+            return None
+        return (f"Expected {expected}, got {_js_typeof(value)}", "")
+    if pattern is Integer:
+        if _is_integer(value):
+            return None
+        return (f"Expected Integer, got {json.dumps(value)}", "")
+    if isinstance(pattern, Where):
+        return None if pattern.predicate(value) else ("Failed Match.Where validation", "")
+    if pattern is AnyArray:
+        return None if isinstance(value, list) else ("Expected Array", "")
+    if isinstance(pattern, list):
+        if not isinstance(value, list):
+            return (f"Expected array, got {json.dumps(value)}", "")
+        for index, item in enumerate(value):
+            failure = _match(item, pattern[0])
+            if failure:
+                return (failure[0], _prepend_path(index, failure[1]))
+        return None
+    # Object patterns
+    if pattern is PlainObject:
+        pattern = Including({})
+    including = isinstance(pattern, Including)
+    patterns: dict[str, Any] = pattern.patterns if including else pattern
+    if value is None:
+        return ("Expected object, got null", "")
+    if isinstance(value, list):
+        return ("Expected plain object", "")
+    if not isinstance(value, dict):
+        return (f"Expected object, got {_js_typeof(value)}", "")
+    for key, item in value.items():
+        if key in patterns:
+            failure = _match(item, patterns[key])
+            if failure:
+                return (failure[0], _prepend_path(key, failure[1]))
+        elif not including:
+            return ("Unknown key", key)
+    for key, sub in patterns.items():
+        if key not in value and not isinstance(sub, Optional):
+            return (f"Missing key '{key}'", "")
+    return None
+
+
+def check(value: Any, pattern: Any) -> None:
+    """Raise ValidationError with Meteor's exact `Match error: …` text when `value` fails."""
+    failure = _match(value, pattern)
+    if failure:
+        message, path = failure
+        raise ValidationError(f"Match error: {message}" + (f" in field {path}" if path else ""))
+
+
+def check_error(value: Any, pattern: Any) -> ApiError | None:
+    try:
+        check(value, pattern)
+    except ValidationError as error:
+        return ApiError.plain(first_message(error.messages))
+    return None
+
+
+class MatchSchema(Schema):
+    """A body checked with a Meteor pattern (no coercion), then loaded as is."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    PATTERN: Any = PlainObject
+
+    @pre_load
+    def _check(self, data: Any, **_kwargs: Any) -> Any:
+        check(data, self.PATTERN)
+        return data
+
+    @staticmethod
+    def api_error(error: ValidationError) -> ApiError:
+        return ApiError.plain(first_message(error.messages))
+
+
+class PlainSchema(Schema):
+    """A body whose failures are plain strings (the message is the whole `error`)."""
+
+    class Meta:
+        unknown = RAISE
+
+    @staticmethod
+    def api_error(error: ValidationError) -> ApiError:
+        return ApiError.plain(first_message(error.messages))
+
+
+def load(schema: Schema, data: Any) -> Any:
+    """Validate `data` with `schema`, turning failures into the schema's Rocket.Chat error."""
+    try:
+        return schema.load(data)
+    except ValidationError as error:
+        raise schema.api_error(error) from None  # type: ignore[attr-defined]
+
+
+def query_args(args: Any) -> dict[str, Any]:
+    """A query string read the way Rocket.Chat's `qs` reads it (shared/spec §3.9).
+
+    `a=1` is a string, `a=1&a=2`, `a[]=1` and `a[0]=1` are arrays; other `a[b]=c` forms
+    become nested objects (which then fail as "not a string").
+    """
+    result: dict[str, Any] = {}
+    for raw_key in args:
+        values = args.getlist(raw_key)
+        key, bracket, rest = raw_key.partition("[")
+        if not bracket or not key:
+            result[raw_key] = values[0] if len(values) == 1 else values
+        elif rest == "]" or rest[:-1].isdigit():
+            existing = result.get(key, [])
+            result[key] = (existing if isinstance(existing, list) else [existing]) + values
+        else:
+            nested = result.get(key)
+            if not isinstance(nested, dict):
+                nested = result[key] = {}
+            nested[rest.rstrip("]")] = values[0]
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Envelopes and common query parameters
+# ---------------------------------------------------------------------------
+
+
+class SuccessSchema(Schema):
+    success = fields.Constant(True)
+
+
+class ErrorSchema(Schema):
+    """Every failure (documentation only: errors.py builds these bodies)."""
+
+    success = fields.Constant(False)
+    error = fields.String()
+    errorType = fields.String()
+    details = fields.Dict()
+
+
+_NOT_NEGATIVE = validate.Range(min=0, error="must be >= 0")
+
+
+class PaginationSchema(AjvSchema):
+    """`offset`, `count` and `sort` as Rocket.Chat's list endpoints take them."""
+
+    offset = AjvNumber(allow_none=True, validate=_NOT_NEGATIVE)
+    count = AjvNumber(allow_none=True, validate=_NOT_NEGATIVE)
+    sort = AjvString(allow_none=True)
+
+
+def parse_sort(raw: str | None, allowed: Mapping[str, Any], default: dict[str, int]) -> list[tuple[str, int]]:
+    """`sort` is a JSON object of field -> 1|-1 (Rocket.Chat's parseJsonQuery).
+
+    Only fields in `allowed` can be sorted on; anything else is `error-invalid-sort`.
+    """
+    if raw is None:
+        return list(default.items())
+    try:
+        sort = json.loads(raw)
+    except ValueError:
+        sort = None
+    if (
+        not isinstance(sort, dict)
+        or not all(key in allowed and type(value) is int and value in (1, -1) for key, value in sort.items())
+    ):
+        error = ApiError.meteor("error-invalid-sort", f"Invalid sort parameter provided: {json.dumps(raw)}")
+        error.details = {"helperMethod": "parseJsonQuery"}
+        raise error
+    return list(sort.items())
+
+
+# ---------------------------------------------------------------------------
+# Authentication and users
+# ---------------------------------------------------------------------------
+
+
+class LoginSchema(Schema):
+    """`{user|username|email, password}` or `{resume}`; other keys are ignored like Meteor's login."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    user = fields.String(validate=validate.Length(max=models.EMAIL_MAX))
+    username = fields.String(validate=validate.Length(max=models.USERNAME_MAX))
+    email = fields.String(validate=validate.Length(max=models.EMAIL_MAX))
+    password = fields.Raw()  # a string, or `{digest, algorithm: "sha-256"}`
+    resume = fields.String(validate=validate.Length(max=256))
+    code = fields.String()
+
+    @staticmethod
+    def api_error(error: ValidationError) -> ApiError:
+        return ApiError.unauthorized_login()
+
+
+class UserEmailSchema(Schema):
+    address = fields.String()
+    verified = fields.Boolean()
+
+
+class UserSchema(OmitNoneSchema):
+    """A user as Rocket.Chat shows it (never its password or tokens)."""
+
+    _id = fields.String(attribute="id")
+    username = fields.String()
+    name = fields.String()
+    emails = fields.Method("dump_emails")
+    status = fields.String()
+    statusLivechat = fields.String(attribute="status_livechat")
+    active = fields.Boolean()
+    roles = fields.List(fields.String())
+    type = fields.Constant("user")
+    createdAt = RCDateTime(attribute="created_at")
+    _updatedAt = RCDateTime(attribute="updated_at")
+
+    def dump_emails(self, user: models.User) -> list[dict[str, Any]] | None:
+        if not user.email:
+            return None
+        return [{"address": user.email, "verified": user.email_verified}]
+
+
+class MeSchema(UserSchema):
+    email = fields.String()
+    settings = fields.Constant({"preferences": {}})
+
+
+class LoginDataSchema(Schema):
+    userId = fields.String()
+    authToken = fields.String()
+    me = fields.Nested(MeSchema)
+
+
+class LoginResponseSchema(Schema):
+    status = fields.Constant("success")
+    data = fields.Nested(LoginDataSchema)
+    success = fields.Constant(True)
+
+
+class LogoutResponseSchema(Schema):
+    status = fields.Constant("success")
+    data = fields.Constant({"message": "You've been logged out!"})
+    success = fields.Constant(True)
+
+
+_USERNAME = re.compile(r"^[0-9a-zA-Z_.@-]+$")
+
+
+class UserCreateSchema(AjvSchema):
+    """`users.create` body (Rocket.Chat's UserCreateParamsPOST)."""
+
+    email = AjvString(required=True, validate=validate.Length(max=models.EMAIL_MAX, error="must NOT have more than {max} characters"))
+    name = AjvString(required=True, validate=validate.Length(max=models.NAME_MAX, error="must NOT have more than {max} characters"))
+    password = AjvString(required=True, validate=validate.Length(min=1, max=1024, error="must NOT have fewer than {min} characters"))
+    username = AjvString(required=True, validate=[
+        validate.Length(min=1, max=models.USERNAME_MAX, error="must NOT have more than {max} characters"),
+        validate.Regexp(_USERNAME, error="must match pattern \"^[0-9a-zA-Z_.@-]+$\""),
+    ])
+    active = AjvBoolean()
+    roles = AjvList(AjvString())
+    verified = AjvBoolean()
+    requirePasswordChange = AjvBoolean()
+    joinDefaultChannels = AjvBoolean()
+    sendWelcomeEmail = AjvBoolean()
+    setRandomPassword = AjvBoolean()
+    bio = AjvString()
+    nickname = AjvString()
+    statusText = AjvString()
+    customFields = fields.Dict()
+    settings = fields.Dict()
+    fields_ = fields.Raw(data_key="fields")
+    freeSwitchExtension = AjvString()
+    phones = fields.Raw()
+
+
+class UserIdSchema(AjvSchema):
+    """`{userId}` or `{username}` to name one user."""
+
+    userId = AjvString()
+    username = AjvString()
+    confirmRelinquish = AjvBoolean()
+
+
+class UserResponseSchema(Schema):
+    user = fields.Nested(UserSchema, allow_none=True)
+    success = fields.Constant(True)
+
+
+class UsersListQuerySchema(PaginationSchema):
+    query = AjvString(allow_none=True)
+    fields_ = AjvString(allow_none=True, data_key="fields")
+
+
+class UsersListSchema(Schema):
+    users = fields.List(fields.Nested(UserSchema))
+    count = fields.Integer()
+    offset = fields.Integer()
+    total = fields.Integer()
+    success = fields.Constant(True)
+
+
+class LivechatUsersQuerySchema(PaginationSchema):
+    text = AjvString(allow_none=True)
+    onlyAvailable = AjvBoolean(allow_none=True)
+    excludeId = AjvString(allow_none=True)
+    showIdleAgents = AjvBoolean(allow_none=True)
+    query = AjvString(allow_none=True)
+    fields_ = AjvString(allow_none=True, data_key="fields")
+
+
+class LivechatUserSchema(OmitNoneSchema):
+    """An agent or manager as `livechat/users/:type` shows it (no roles)."""
+
+    _id = fields.String(attribute="id")
+    username = fields.String()
+    name = fields.String()
+    status = fields.String()
+    statusLivechat = fields.String(attribute="status_livechat")
+    emails = fields.Method("dump_emails")
+    livechat = fields.Constant({})
+
+    dump_emails = UserSchema.dump_emails
+
+
+class LivechatUserResponseSchema(Schema):
+    user = fields.Nested(LivechatUserSchema, allow_none=True)
+    success = fields.Constant(True)
+
+
+class LivechatUsersListSchema(Schema):
+    users = fields.List(fields.Nested(LivechatUserSchema))
+    count = fields.Integer()
+    offset = fields.Integer()
+    total = fields.Integer()
+    success = fields.Constant(True)
+
+
+class LivechatUserAddSchema(AjvSchema):
+    username = AjvString(required=True, validate=validate.Length(max=models.USERNAME_MAX))
+
+
+class LivechatUserAddedSchema(Schema):
+    user = fields.Dict()
+    success = fields.Constant(True)
+
+
+# ---------------------------------------------------------------------------
+# Permissions and settings
+# ---------------------------------------------------------------------------
+
+
+class PermissionSchema(Schema):
+    _id = fields.String(attribute="id")
+    roles = fields.List(fields.String())
+    _updatedAt = RCDateTime(attribute="updated_at")
+
+
+class PermissionsListQuerySchema(PlainSchema):
+    updatedSince = fields.String()
+
+
+class PermissionsListSchema(Schema):
+    update = fields.List(fields.Nested(PermissionSchema))
+    remove = fields.List(fields.Nested(PermissionSchema))
+    success = fields.Constant(True)
+
+
+class PermissionUpdateItemSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    _id = fields.String(required=True, attribute="id", validate=validate.Length(max=models.ID_MAX))
+    roles = fields.List(fields.String(validate=validate.Length(max=models.ID_MAX)), required=True)
+
+
+class PermissionsUpdateSchema(Schema):
+    """`{permissions: [{_id, roles}]}`; every failure is "Invalid body params"."""
+
+    class Meta:
+        unknown = RAISE
+
+    permissions = fields.List(fields.Nested(PermissionUpdateItemSchema), required=True)
+
+    @staticmethod
+    def api_error(error: ValidationError) -> ApiError:
+        return ApiError("Invalid body params", error_type="error-invalid-body-params")
+
+
+class PermissionsUpdatedSchema(Schema):
+    permissions = fields.List(fields.Nested(PermissionSchema))
+    success = fields.Constant(True)
+
+
+class SettingValueSchema(Schema):
+    """`POST settings/:_id` body: `{value}` (its type is checked against the setting)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    value = fields.Raw(required=True, allow_none=True)
+
+    @staticmethod
+    def api_error(error: ValidationError) -> ApiError:
+        return ApiError.plain(None)
+
+
+class SettingSchema(Schema):
+    _id = fields.String(attribute="id")
+    value = fields.Raw()
+    success = fields.Constant(True)
+
+
+class InfoSchema(Schema):
+    version = fields.String()
+    success = fields.Constant(True)

@@ -1,0 +1,423 @@
+"""Use cases of accounts, permissions and settings: each one transaction, raising ApiError.
+
+No Flask request objects here: views hand in plain values and a Session. Write use cases
+commit at their end; a failure before that leaves the database as it was (the request's
+session is rolled back when it closes).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from errors import ApiError
+from models import (
+    Department,
+    DepartmentAgent,
+    LoginToken,
+    Permission,
+    Role,
+    Setting,
+    User,
+    UserRole,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+ROLES = ("admin", "livechat-manager", "livechat-monitor", "livechat-agent", "user")
+LIVECHAT_ROLES = {"agent": "livechat-agent", "manager": "livechat-manager"}
+
+# Setting id -> the Python type its value must have (bool is checked before int).
+SETTING_TYPES: dict[str, type] = {
+    "API_Default_Count": int,
+    "API_Upper_Count_Limit": int,
+    "API_Allow_Infinite_Count": bool,
+    "Omnichannel_enable_department_removal": bool,
+    "DEPARTMENT_LIMIT": int,
+    "Livechat_enabled": bool,
+    "Livechat_Routing_Method": str,
+    "Livechat_enable_business_hours": bool,
+    "Livechat_business_hour_type": str,
+}
+
+# ---------------------------------------------------------------------------
+# Passwords and tokens
+# ---------------------------------------------------------------------------
+
+_hasher = PasswordHasher()
+_dummy_hash: str | None = None
+
+
+def configure_password_hashing(time_cost: int, memory_cost: int, parallelism: int) -> None:
+    """argon2id parameters (tests use cheap ones)."""
+    global _hasher, _dummy_hash
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
+    _dummy_hash = None
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _verify_password(stored_hash: str | None, password: str) -> bool:
+    global _dummy_hash
+    if stored_hash is None:
+        # Spend the same time as a real check, so timing does not reveal unknown users.
+        _dummy_hash = _dummy_hash or _hasher.hash(secrets.token_hex(8))
+        stored_hash = _dummy_hash
+        password = ""
+    try:
+        return _hasher.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def hash_token(token: str) -> str:
+    """Meteor's `Accounts._hashLoginToken`: standard base64 of the SHA-256 of the token."""
+    return base64.b64encode(hashlib.sha256(token.encode()).digest()).decode()
+
+
+def new_token() -> str:
+    # 43 characters of [A-Za-z0-9_-], the shape of Meteor's Random.secret().
+    return secrets.token_urlsafe(32)
+
+
+# ---------------------------------------------------------------------------
+# Authentication
+# ---------------------------------------------------------------------------
+
+
+def authenticated_user(session: Session, user_id: str, token: str) -> User | None:
+    """The active user owning this `X-User-Id` + `X-Auth-Token` pair, if any."""
+    row = session.execute(
+        select(User)
+        .join(LoginToken, LoginToken.user_id == User.id)
+        .where(LoginToken.hashed_token == hash_token(token), User.active.is_(True))
+    ).scalar_one_or_none()
+    if row is None or not hmac.compare_digest(row.id, user_id):
+        return None
+    return row
+
+
+def login(session: Session, identifier: dict[str, str], password: Any) -> tuple[User, str]:
+    """Check a password and open a new login token. Wrong user and wrong password look alike."""
+    if isinstance(password, dict) and password.get("algorithm") == "sha-256":
+        password = password.get("digest")  # Meteor's pre-hashed form; we verify it as given
+    if not isinstance(password, str):
+        raise ApiError.unauthorized_login()
+    (kind, value), = identifier.items()
+    column = User.email if kind == "email" else User.username
+    if kind == "email":
+        value = value.lower()
+    user = session.scalars(select(User).where(column == value)).one_or_none()
+    valid = _verify_password(user.password_hash if user else None, password)
+    if user is None or not valid or not user.active:
+        raise ApiError.unauthorized_login()
+    if _hasher.check_needs_rehash(user.password_hash or ""):
+        user.password_hash = hash_password(password)
+    return user, _open_token(session, user)
+
+
+def login_with_token(session: Session, token: str) -> tuple[User, str]:
+    """`{resume: token}`: a new token for the holder of a valid one."""
+    user = session.scalars(
+        select(User)
+        .join(LoginToken, LoginToken.user_id == User.id)
+        .where(LoginToken.hashed_token == hash_token(token), User.active.is_(True))
+    ).one_or_none()
+    if user is None:
+        raise ApiError.unauthorized_login()
+    return user, _open_token(session, user)
+
+
+def _open_token(session: Session, user: User) -> str:
+    token = new_token()
+    session.add(LoginToken(hashed_token=hash_token(token), user_id=user.id))
+    session.commit()
+    return token
+
+
+def logout(session: Session, token: str) -> None:
+    session.execute(delete(LoginToken).where(LoginToken.hashed_token == hash_token(token)))
+    session.commit()
+
+
+# ---------------------------------------------------------------------------
+# Permissions
+# ---------------------------------------------------------------------------
+
+
+def granted(session: Session, user: User, permissions: Iterable[str]) -> set[str]:
+    """Which of `permissions` the user's roles grant."""
+    wanted = list(permissions)
+    roles = set(user.roles)
+    rows = session.scalars(select(Permission).where(Permission.id.in_(wanted)))
+    return {p.id for p in rows if roles.intersection(p.roles)}
+
+
+def list_permissions(session: Session, updated_since: str | None) -> list[Permission]:
+    query = select(Permission).order_by(Permission.id)
+    if updated_since is not None:
+        try:
+            since = datetime.fromisoformat(updated_since.replace("Z", "+00:00"))
+        except ValueError:
+            raise ApiError.meteor(
+                "error-roomId-param-invalid", "The \"updatedSince\" query parameter must be a valid date."
+            ) from None
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        query = query.where(Permission.updated_at > since)
+    return list(session.scalars(query))
+
+
+def update_permissions(session: Session, changes: list[dict[str, Any]]) -> list[Permission]:
+    """Replace the roles of each named permission (all or nothing)."""
+    known_roles = set(session.scalars(select(Role.id)))
+    rows = {p.id: p for p in session.scalars(select(Permission).with_for_update())}
+    for change in changes:
+        if change["id"] not in rows:
+            raise ApiError("Invalid permission", error_type="error-invalid-permission")
+        if len(set(change["roles"])) != len(change["roles"]):
+            raise ApiError("Invalid body params", error_type="error-invalid-body-params")
+        if not known_roles.issuperset(change["roles"]):
+            raise ApiError("Invalid role", error_type="error-invalid-role")
+    now = utcnow()
+    for change in changes:
+        rows[change["id"]].roles = list(change["roles"])
+        rows[change["id"]].updated_at = now
+    session.commit()
+    return sorted(rows.values(), key=lambda p: p.id)
+
+
+# ---------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------
+
+
+def get_setting(session: Session, setting_id: str) -> Setting:
+    setting = session.get(Setting, setting_id)
+    if setting is None:
+        raise ApiError.plain(None)  # Rocket.Chat: 400 {"success": false}
+    return setting
+
+
+def setting_values(session: Session, *ids: str) -> dict[str, Any]:
+    rows = session.execute(select(Setting.id, Setting.value).where(Setting.id.in_(ids)))
+    return dict(rows.tuples())
+
+
+def set_setting(session: Session, setting_id: str, value: Any) -> None:
+    setting = session.get(Setting, setting_id, with_for_update=True)
+    if setting is None:
+        raise ApiError.plain(None)
+    expected = SETTING_TYPES.get(setting_id)
+    if expected is not None and (type(value) is not expected):
+        raise ApiError.meteor("error-invalid-setting-value", "Invalid setting value", method="saveSetting")
+    setting.value = value
+    session.commit()
+
+
+# ---------------------------------------------------------------------------
+# Pagination (Rocket.Chat's getPaginationItems, shared/spec §3.8)
+# ---------------------------------------------------------------------------
+
+
+def page_window(session: Session, offset: float | None, count: float | None) -> tuple[int, int | None]:
+    """(offset, limit) from the query; limit None means "all" (`count=0` when allowed)."""
+    settings = setting_values(session, "API_Default_Count", "API_Upper_Count_Limit", "API_Allow_Infinite_Count")
+    default = settings.get("API_Default_Count") or 0
+    upper = settings.get("API_Upper_Count_Limit") or 0
+    default = default if default > 0 else 50
+    upper = upper if upper > 0 else 100
+    start = int(offset) if offset else 0
+    if count is None:
+        return start, min(default, upper)
+    limit = int(count)
+    if limit == 0:
+        return start, None if settings.get("API_Allow_Infinite_Count", True) else min(default, upper)
+    return start, min(limit, upper)
+
+
+# ---------------------------------------------------------------------------
+# Users
+# ---------------------------------------------------------------------------
+
+
+def find_user(session: Session, *, user_id: str | None = None, username: str | None = None) -> User | None:
+    if user_id is not None:
+        return session.get(User, user_id)
+    if username is not None:
+        return session.scalars(select(User).where(User.username == username)).one_or_none()
+    return None
+
+
+def create_user(session: Session, data: dict[str, Any]) -> User:
+    """users.create: unique username and email, roles that exist, password hashed."""
+    username, email = data["username"], data["email"].lower()
+    if find_user(session, username=username) is not None:
+        raise ApiError.meteor("error-field-unavailable", f"{username} is already in use :(", method="insertOrUpdateUser")
+    if session.scalars(select(User.id).where(User.email == email)).first() is not None:
+        raise ApiError.meteor("error-field-unavailable", f"{email} is already in use :(", method="insertOrUpdateUser")
+    roles = data.get("roles") or ["user"]
+    unknown = set(roles) - set(session.scalars(select(Role.id)))
+    if unknown:
+        raise ApiError.meteor("error-invalid-role", "Invalid role", method="insertOrUpdateUser")
+    user = User(
+        username=username,
+        name=data["name"],
+        email=email,
+        email_verified=bool(data.get("verified", False)),
+        password_hash=hash_password(data["password"]),
+        active=data.get("active", True),
+    )
+    user.role_links = [UserRole(role_id=r) for r in dict.fromkeys(roles)]
+    session.add(user)
+    session.commit()
+    return user
+
+
+def list_users(session: Session, offset: int, count: int | None) -> tuple[list[User], int]:
+    total = session.scalar(select(func.count()).select_from(User)) or 0
+    query = select(User).order_by(User.username, User.id).offset(offset)
+    if count is not None:
+        query = query.limit(count)
+    return list(session.scalars(query)), total
+
+
+def delete_user(session: Session, user: User) -> None:
+    """Remove a user with their tokens and department links (numAgents stays exact)."""
+    _unlink_agent(session, user.id)
+    session.delete(user)
+    session.commit()
+
+
+def _unlink_agent(session: Session, user_id: str) -> None:
+    """Delete every department link of a user and recount those departments' agents."""
+    department_ids = list(
+        session.scalars(select(DepartmentAgent.department_id).where(DepartmentAgent.agent_id == user_id))
+    )
+    if not department_ids:
+        return
+    # Lock the departments first (same order as department writes) so numAgents stays exact.
+    session.execute(
+        select(Department.id).where(Department.id.in_(department_ids)).order_by(Department.id).with_for_update()
+    )
+    session.execute(delete(DepartmentAgent).where(DepartmentAgent.agent_id == user_id))
+    recount_agents(session, department_ids)
+
+
+def recount_agents(session: Session, department_ids: Iterable[str]) -> None:
+    """Set numAgents to the number of links, and touch _updatedAt (shared/spec §1.4)."""
+    links = (
+        select(func.count())
+        .where(DepartmentAgent.department_id == Department.id)
+        .scalar_subquery()
+    )
+    session.execute(
+        update(Department)
+        .where(Department.id.in_(list(department_ids)))
+        .values(num_agents=links, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+# ---------------------------------------------------------------------------
+# Omnichannel roles (livechat/users/:type)
+# ---------------------------------------------------------------------------
+
+
+def livechat_role(user_type: str) -> str:
+    role = LIVECHAT_ROLES.get(user_type)
+    if role is None:
+        raise ApiError.plain("Invalid type")
+    return role
+
+
+def list_role_members(
+    session: Session, role: str, *, text: str | None, exclude_id: str | None, only_available: bool,
+    offset: int, count: int | None, sort: list[tuple[str, int]],
+) -> tuple[list[User], int]:
+    query = select(User).join(UserRole, UserRole.user_id == User.id).where(UserRole.role_id == role)
+    if text:
+        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(
+                func.lower(User.username).like(pattern, escape="\\"),
+                func.lower(User.name).like(pattern, escape="\\"),
+                func.lower(User.email).like(pattern, escape="\\"),
+            )
+        )
+    if exclude_id:
+        query = query.where(User.id != exclude_id)
+    if only_available:
+        query = query.where(User.status_livechat == "available")
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    columns = {"name": User.name, "username": User.username, "_id": User.id, "status": User.status}
+    order = [columns[field].desc() if direction < 0 else columns[field] for field, direction in sort if field in columns]
+    query = query.order_by(*order, User.id).offset(offset)
+    if count is not None:
+        query = query.limit(count)
+    return list(session.scalars(query)), total
+
+
+def add_role(session: Session, username: str, role: str) -> User:
+    user = find_user(session, username=username)
+    if user is None:
+        raise ApiError.plain("error-invalid-user")
+    if not user.has_role(role):
+        user.role_links.append(UserRole(role_id=role))
+    if role == "livechat-agent":
+        user.status_livechat = "not-available" if user.status == "offline" else "available"
+    session.commit()
+    return user
+
+
+def remove_role(session: Session, user_id: str, role: str) -> None:
+    user = session.get(User, user_id)
+    if user is None:
+        raise ApiError.plain(None)  # Rocket.Chat: 400 {"success": false}
+    user.role_links = [link for link in user.role_links if link.role_id != role]
+    if role == "livechat-agent":
+        # Rocket.Chat's afterAgentRemoved hook: the agent leaves every department.
+        _unlink_agent(session, user.id)
+    session.commit()
+
+
+# ---------------------------------------------------------------------------
+# First start
+# ---------------------------------------------------------------------------
+
+
+def bootstrap_admin(session: Session, username: str, password: str | None, email: str) -> str | None:
+    """Create the admin on an empty user base. Returns a generated password, if one was made."""
+    has_admin = session.scalars(select(UserRole.user_id).where(UserRole.role_id == "admin")).first()
+    if has_admin is not None or find_user(session, username=username) is not None:
+        return None
+    generated = None
+    if not password:
+        password = generated = secrets.token_urlsafe(18)
+    user = User(
+        username=username,
+        name=username,
+        email=email.lower(),
+        password_hash=hash_password(password),
+        status="online",
+        status_livechat="available",
+    )
+    # Rocket.Chat's test admin is also an agent; we only give the admin role.
+    user.role_links = [UserRole(role_id="admin")]
+    session.add(user)
+    session.commit()
+    return generated
