@@ -1,4 +1,241 @@
-"""Department endpoints (placeholder while being written)."""
-from flask import Blueprint
+"""Department endpoints: `/api/v1/livechat/department…` (shared/spec §2, §4.6).
 
-bp = Blueprint("departments", __name__, url_prefix="/api/v1")
+Each view: validate → check permissions → one service call → dump. Routes that Rocket.Chat
+validates with ajv validate before the permission check (400 before 403); the others check
+permissions first and validate in the handler, as Rocket.Chat does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, request
+
+import db
+import department_service as service
+import services
+from auth import current_user, granted, request_body, require_all, require_any
+from errors import ApiError
+from schemas import (
+    AgentChangesSchema,
+    AgentDepartmentsQuerySchema,
+    AgentDepartmentsSchema,
+    AutocompleteQuerySchema,
+    AutocompleteSchema,
+    CreationAvailableSchema,
+    DepartmentAgentListSchema,
+    DepartmentAgentsBodySchema,
+    DepartmentAgentsQuerySchema,
+    DepartmentBodySchema,
+    DepartmentCreateSchema,
+    DepartmentFieldsSchema,
+    DepartmentGetQuerySchema,
+    DepartmentListQuerySchema,
+    DepartmentListSchema,
+    DepartmentsSchema,
+    DepartmentWithAgentsSchema,
+    ListByIdsQuerySchema,
+    SuccessSchema,
+    check_json_param,
+    load,
+    parse_sort,
+    query_args,
+)
+
+bp = Blueprint("departments", __name__, url_prefix="/api/v1/livechat")
+
+VIEW = ("view-livechat-departments", "view-l-room")
+MANAGE = "manage-livechat-departments"
+ADD_AGENTS = "add-livechat-department-agents"
+
+
+def _my_departments_only(only_mine: Any) -> str | None:
+    """`onlyMyDepartments=true` narrows to the caller's own departments unless they may see all."""
+    if only_mine == "true" and not granted("view-livechat-departments"):
+        return current_user().id
+    return None
+
+
+def _department_list(params: dict[str, Any], archived: bool | None) -> dict[str, Any]:
+    session = db.session()
+    sort = parse_sort(params.get("sort"), service.DEPARTMENT_SORT, {"name": 1})
+    check_json_param("query", params.get("query"))
+    offset, limit = services.page_window(session, params.get("offset"), params.get("count"))
+    where = service.ListFilter(
+        text=params.get("text"),
+        exclude_id=params.get("excludeDepartmentId"),
+        archived=archived,
+        agent_id=_my_departments_only(params.get("onlyMyDepartments")),
+    )
+    if archived is False:
+        # Only the exact string 'true' filters (Rocket.Chat: enabled=false does not filter).
+        where.enabled_only = params.get("enabled") == "true"
+        where.archived = None if params.get("showArchived") == "true" else False
+    departments, total = service.list_departments(session, where, sort, offset, limit)
+    return {"departments": departments, "count": len(departments), "offset": offset, "total": total}
+
+
+def _with_agents(department: Any, include_agents: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"department": department}
+    if include_agents:
+        body["agents"] = service.department_agents(db.session(), department.id) if department else []
+    return body
+
+
+@bp.get("/department")
+def list_departments() -> Any:
+    """List departments: paginated, searchable by `text`, archived ones hidden unless `showArchived=true`."""
+    params = load(DepartmentListQuerySchema(), query_args(request.args))
+    require_any(*VIEW)
+    return DepartmentListSchema().dump(_department_list(params, archived=False))
+
+
+@bp.post("/department")
+def create_department() -> Any:
+    """Create a department, with its agents."""
+    body = load(DepartmentCreateSchema(), request_body())
+    require_all(MANAGE)
+    body = load(DepartmentBodySchema(), body)
+    data = load(DepartmentFieldsSchema(creating=True), body["department"])
+    agents = load(AgentChangesSchema(), {"upsert": body["agents"]}) if body.get("agents") else None
+    session = db.session()
+    limit = service.department_limit(session, current_app.config["DEPARTMENT_LIMIT"])
+    department = service.save_department(session, None, data, agents, limit=limit)
+    return DepartmentWithAgentsSchema().dump(_with_agents(department, include_agents=True))
+
+
+@bp.get("/department/isDepartmentCreationAvailable")
+def creation_available() -> Any:
+    """Whether one more department may be created (see the `DEPARTMENT_LIMIT` setting)."""
+    require_any("view-livechat-departments", MANAGE)
+    session = db.session()
+    limit = service.department_limit(session, current_app.config["DEPARTMENT_LIMIT"])
+    return CreationAvailableSchema().dump({"isDepartmentCreationAvailable": service.creation_available(session, limit)})
+
+
+@bp.get("/department/<department_id>")
+def get_department(department_id: str) -> Any:
+    """One department; `department: null` for an unknown id. Agents only with `view-livechat-departments`."""
+    require_any(*VIEW)
+    params = load(DepartmentGetQuerySchema(), query_args(request.args))
+    department = service.get_department(
+        db.session(), department_id, agent_id=_my_departments_only(params.get("onlyMyDepartments"))
+    )
+    # Agents: only for callers who may see departments, and unless includeAgents is given as anything but 'true'.
+    include_agents = bool(granted("view-livechat-departments")) and params.get("includeAgents", "true") == "true"
+    return DepartmentWithAgentsSchema().dump(_with_agents(department, include_agents))
+
+
+@bp.put("/department/<department_id>")
+def update_department(department_id: str) -> Any:
+    """Update a department: only the fields sent change. `agents` are upserted."""
+    require_any(MANAGE, ADD_AGENTS)
+    body = load(DepartmentBodySchema(), request_body())
+    allowed = granted(MANAGE, ADD_AGENTS)
+    if MANAGE not in allowed:
+        raise ApiError.plain("error-not-allowed")
+    data = load(DepartmentFieldsSchema(creating=False), body["department"])
+    # Rocket.Chat drops `agents` silently for callers who may not add agents.
+    agents = None
+    if body.get("agents") is not None and ADD_AGENTS in allowed:
+        agents = load(AgentChangesSchema(), {"upsert": body["agents"]})
+    session = db.session()
+    department = service.save_department(session, department_id, data, agents, limit=0)
+    return DepartmentWithAgentsSchema().dump(_with_agents(department, include_agents=True))
+
+
+@bp.delete("/department/<department_id>")
+def delete_department(department_id: str) -> Any:
+    """Delete a department with its agent links (when `Omnichannel_enable_department_removal` is on)."""
+    require_any(MANAGE, "remove-livechat-department")
+    session = db.session()
+    if not services.setting_values(session, "Omnichannel_enable_department_removal").get(
+        "Omnichannel_enable_department_removal"
+    ):
+        raise ApiError.plain("error-department-removal-disabled")
+    service.remove_department(session, department_id)
+    return SuccessSchema().dump({})
+
+
+@bp.get("/departments/archived")
+def list_archived() -> Any:
+    """List archived departments (same parameters as the department list)."""
+    params = load(DepartmentListQuerySchema(), query_args(request.args))
+    require_any(*VIEW)
+    return DepartmentListSchema().dump(_department_list(params, archived=True))
+
+
+@bp.post("/department/<department_id>/archive")
+def archive(department_id: str) -> Any:
+    """Archive a department: hidden from lists and disabled."""
+    require_all(MANAGE)
+    service.archive(db.session(), department_id)
+    return SuccessSchema().dump({})
+
+
+@bp.post("/department/<department_id>/unarchive")
+def unarchive(department_id: str) -> Any:
+    """Unarchive a department (it stays disabled until enabled by an update)."""
+    require_all(MANAGE)
+    service.unarchive(db.session(), department_id)
+    return SuccessSchema().dump({})
+
+
+@bp.get("/department.autocomplete")
+def autocomplete() -> Any:
+    """Departments whose name starts with `selector.term`: `{_id, name}` items."""
+    require_any(*VIEW)
+    params = load(AutocompleteQuerySchema(), query_args(request.args))
+    departments = service.autocomplete(
+        db.session(),
+        params["selector"],
+        show_archived=params.get("showArchived") == "true",
+        agent_id=_my_departments_only(params.get("onlyMyDepartments")),
+    )
+    return AutocompleteSchema().dump({"items": departments})
+
+
+@bp.get("/department/<department_id>/agents")
+def list_agents(department_id: str) -> Any:
+    """The agents of a department, paginated (default order: username)."""
+    require_any(*VIEW)
+    params = load(DepartmentAgentsQuerySchema(), query_args(request.args))
+    session = db.session()
+    sort = parse_sort(params.get("sort"), service.AGENT_SORT, {"username": 1})
+    offset, limit = services.page_window(session, params.get("offset"), params.get("count"))
+    agents, total = service.list_department_agents(session, department_id, sort, offset, limit)
+    return DepartmentAgentListSchema().dump({"agents": agents, "count": len(agents), "offset": offset, "total": total})
+
+
+@bp.post("/department/<department_id>/agents")
+def save_agents(department_id: str) -> Any:
+    """Add (`upsert`) and remove (`remove`) agents of a department."""
+    require_any(MANAGE, ADD_AGENTS)
+    body = load(DepartmentAgentsBodySchema(), request_body())
+    changes = load(AgentChangesSchema(), body)
+    service.save_department_agents(db.session(), department_id, changes)
+    return SuccessSchema().dump({})
+
+
+@bp.get("/department.listByIds")
+def list_by_ids() -> Any:
+    """The departments with the given `ids` (`ids[]=a&ids[]=b` or `ids=a&ids=b`)."""
+    require_any(*VIEW)
+    args = query_args(request.args)
+    # Rocket.Chat's parseJsonQuery runs first: a bad sort/fields/query beats a missing `ids`.
+    parse_sort(args.get("sort") if isinstance(args.get("sort"), str) else None, service.DEPARTMENT_SORT, {})
+    check_json_param("fields", args.get("fields"))
+    check_json_param("query", args.get("query"))
+    params = load(ListByIdsQuerySchema(), args)
+    return DepartmentsSchema().dump({"departments": service.departments_by_ids(db.session(), params["ids"])})
+
+
+@bp.get("/agents/<agent_id>/departments")
+def agent_departments(agent_id: str) -> Any:
+    """The departments an agent belongs to, with their names."""
+    params = load(AgentDepartmentsQuerySchema(), query_args(request.args))
+    require_all("view-l-room")
+    links = service.agent_departments(
+        db.session(), agent_id, enabled_only=params.get("enabledDepartmentsOnly") == "true"
+    )
+    return AgentDepartmentsSchema().dump({"departments": links})

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate
+from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, ValidationError, fields, post_dump, pre_load, validate
 
 import models
 from errors import ApiError, first_message
@@ -177,6 +177,17 @@ class AnyArray:
     """The `Array` constructor used as a pattern."""
 
 
+class Limited:
+    """A string of at most `max_length` characters (our bound; Rocket.Chat has none)."""
+
+    def __init__(self, max_length: int) -> None:
+        self.max_length = max_length
+
+
+class NonNegativeInteger:
+    """Match.Integer, and not below 0 (Rocket.Chat added the same rule for count/order in 2026)."""
+
+
 class PlainObject:
     """The `Object` constructor used as a pattern: any plain object."""
 
@@ -229,10 +240,18 @@ def _match(value: Any, pattern: Any) -> tuple[str, str] | None:
         if _js_typeof(value) == expected:
             return None
         return (f"Expected {expected}, got {_js_typeof(value)}", "")
-    if pattern is Integer:
-        if _is_integer(value):
-            return None
-        return (f"Expected Integer, got {json.dumps(value)}", "")
+    if pattern in (Integer, NonNegativeInteger):
+        if not _is_integer(value):
+            return (f"Expected Integer, got {json.dumps(value)}", "")
+        if pattern is NonNegativeInteger and value < 0:
+            return (f"Expected Integer >= 0, got {json.dumps(value)}", "")
+        return None
+    if isinstance(pattern, Limited):
+        if not isinstance(value, str):
+            return (f"Expected string, got {_js_typeof(value)}", "")
+        if len(value) > pattern.max_length:
+            return (f"Expected string of at most {pattern.max_length} characters", "")
+        return None
     if isinstance(pattern, Where):
         return None if pattern.predicate(value) else ("Failed Match.Where validation", "")
     if pattern is AnyArray:
@@ -258,7 +277,10 @@ def _match(value: Any, pattern: Any) -> tuple[str, str] | None:
         return (f"Expected object, got {_js_typeof(value)}", "")
     for key, item in value.items():
         if key in patterns:
-            failure = _match(item, patterns[key])
+            # Inside an object, Optional/Maybe only make the key optional: a present value must
+            # match the inner pattern itself (so `null` fails, and the message names the type).
+            sub = patterns[key]
+            failure = _match(item, sub.pattern if isinstance(sub, Optional) else sub)
             if failure:
                 return (failure[0], _prepend_path(key, failure[1]))
         elif not including:
@@ -636,4 +658,384 @@ class SettingSchema(Schema):
 
 class InfoSchema(Schema):
     version = fields.String()
+    success = fields.Constant(True)
+
+
+# ---------------------------------------------------------------------------
+# Departments (shared/spec §1–§2)
+# ---------------------------------------------------------------------------
+
+
+# Keys the server maintains: a client may send them back (e.g. a department it fetched),
+# but they never overwrite the stored values (decisions.md).
+SERVER_KEYS = frozenset({"_id", "_updatedAt", "numAgents", "archived", "type"})
+MAX_EXTRA_KEYS = 50
+EXTRA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+
+# Typed department keys (shared/spec §1.1) -> their Meteor pattern.
+DEPARTMENT_FIELDS: dict[str, Any] = {
+    "name": Limited(models.NAME_MAX),
+    "email": Limited(models.EMAIL_MAX),
+    "enabled": bool,
+    "showOnRegistration": bool,
+    "showOnOfflineForm": bool,
+    "description": Limited(models.TEXT_MAX),
+    "requestTagBeforeClosingChat": bool,
+    "chatClosingTags": [Limited(models.NAME_MAX)],
+    "fallbackForwardDepartment": Limited(models.ID_MAX),
+    "departmentsAllowedToForward": [Limited(models.ID_MAX)],
+    "allowReceiveForwardOffline": bool,
+    "offlineMessageChannelName": Limited(models.TEXT_MAX),
+    "abandonedRoomsCloseCustomMessage": Limited(models.TEXT_MAX),
+    "waitingQueueMessage": Limited(models.TEXT_MAX),
+}
+# The user's document (decisions.md): these four are required on create; PUT merges.
+REQUIRED_ON_CREATE = ("name", "email", "enabled", "showOnRegistration")
+EXTRA_VALUE = OneOf(Limited(models.TEXT_MAX), Integer, bool)
+
+
+def department_pattern(data: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+    """The check() pattern for a department body: typed keys, plus any other key as a
+    primitive "custom field" (Rocket.Chat's rule: string, integer or boolean)."""
+    pattern = {
+        key: sub if creating and key in REQUIRED_ON_CREATE else Optional(sub)
+        for key, sub in DEPARTMENT_FIELDS.items()
+    }
+    for key in data:
+        if key not in pattern and EXTRA_KEY.match(key):
+            pattern[key] = EXTRA_VALUE
+    return pattern
+
+
+class DepartmentFieldsSchema(MatchSchema):
+    """The `department` object of a create or an update, after the envelope was checked."""
+
+    def __init__(self, *, creating: bool) -> None:
+        super().__init__()
+        self.creating = creating
+
+    @pre_load
+    def _check(self, data: Any, **_kwargs: Any) -> Any:
+        check(data, PlainObject)
+        data = {key: value for key, value in data.items() if key not in SERVER_KEYS}
+        check(data, department_pattern(data, creating=self.creating))
+        if len([key for key in data if key not in DEPARTMENT_FIELDS]) > MAX_EXTRA_KEYS:
+            raise ValidationError(f"Match error: Too many custom fields (at most {MAX_EXTRA_KEYS})")
+        return data
+
+
+AGENT_ITEM = Including(
+    {
+        "agentId": Limited(models.ID_MAX),
+        "username": Maybe(Limited(models.USERNAME_MAX)),
+        "count": Maybe(NonNegativeInteger),
+        "order": Maybe(NonNegativeInteger),
+    }
+)
+MAX_AGENTS_PER_REQUEST = 1000
+
+
+class AgentChangesSchema(MatchSchema):
+    """`{upsert: [...], remove: [...]}` as Helper.updateDepartmentAgents checks it (shared/spec §2.11)."""
+
+    PATTERN = {"upsert": Maybe([AGENT_ITEM]), "remove": Maybe([AGENT_ITEM])}
+
+    @pre_load
+    def _limit(self, data: Any, **_kwargs: Any) -> Any:
+        if sum(len(data.get(key) or []) for key in ("upsert", "remove")) > MAX_AGENTS_PER_REQUEST:
+            raise ValidationError(f"Match error: Too many agents in one request (at most {MAX_AGENTS_PER_REQUEST})")
+        return data
+
+
+class DepartmentAgentsBodySchema(MatchSchema):
+    """`POST livechat/department/:_id/agents`: both arrays are required at the route."""
+
+    PATTERN = Including({"upsert": AnyArray, "remove": AnyArray})
+
+
+class DepartmentBodySchema(MatchSchema):
+    """The envelope of a create or an update (`check(body, {department: Object, …})`)."""
+
+    PATTERN = {
+        "department": PlainObject,
+        "agents": Maybe(AnyArray),
+        "departmentUnit": Maybe({"_id": Optional(str)}),
+    }
+
+
+class AjvDepartmentSchema(AjvSchema):
+    """ajv's department schema of `POST livechat/department`: coerces, extra keys allowed."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    name = AjvString(required=True)
+    email = AjvString(required=True)
+    enabled = AjvBoolean(required=True)
+    showOnRegistration = AjvBoolean(required=True)
+    showOnOfflineForm = AjvBoolean()
+    description = AjvString(allow_none=True)
+    requestTagBeforeClosingChat = AjvBoolean(allow_none=True)
+    chatClosingTags = AjvList(AjvString(), allow_none=True)
+    fallbackForwardDepartment = AjvString(allow_none=True)
+    departmentsAllowedToForward = AjvList(AjvString(), allow_none=True)
+    allowReceiveForwardOffline = AjvBoolean(allow_none=True)
+    offlineMessageChannelName = AjvString(allow_none=True)
+    abandonedRoomsCloseCustomMessage = AjvString(allow_none=True)
+    waitingQueueMessage = AjvString(allow_none=True)
+
+
+class AjvAgentItemSchema(AjvSchema):
+    agentId = AjvString(required=True)
+    username = AjvString()  # accepted and ignored (the user's document sends it)
+    count = AjvNumber(allow_none=True)
+    order = AjvNumber(allow_none=True)
+
+
+class AjvDepartmentUnitSchema(AjvSchema):
+    _id = AjvString()
+
+
+class DepartmentCreateSchema(AjvSchema):
+    """`POST livechat/department` body, validated like Rocket.Chat's ajv schema."""
+
+    department = AjvNested(AjvDepartmentSchema, required=True)
+    agents = AjvList(AjvNested(AjvAgentItemSchema), allow_none=True)
+    departmentUnit = AjvNested(AjvDepartmentUnitSchema, allow_none=True)
+
+
+class DepartmentListQuerySchema(PaginationSchema):
+    """Query of `GET livechat/department` and `livechat/departments/archived`."""
+
+    text = AjvString(allow_none=True, validate=validate.Length(max=models.NAME_MAX, error="must NOT have more than {max} characters"))
+    enabled = AjvString(allow_none=True)
+    onlyMyDepartments = AjvString(
+        allow_none=True, validate=validate.OneOf(["true", "false"], error="must be equal to one of the allowed values")
+    )
+    excludeDepartmentId = AjvString(allow_none=True)
+    showArchived = AjvString(allow_none=True)
+    query = AjvString(allow_none=True)
+
+
+class DepartmentGetQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    includeAgents = fields.Raw()
+    onlyMyDepartments = fields.Raw()
+
+
+class DepartmentAgentsQuerySchema(PaginationSchema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class AgentDepartmentsQuerySchema(AjvSchema):
+    enabledDepartmentsOnly = AjvString(allow_none=True)
+
+
+class AutocompleteQuerySchema(Schema):
+    """`selector` is a JSON object string: `{term?, exceptions?, conditions?}`."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    selector = fields.Raw()
+    onlyMyDepartments = fields.Raw()
+    showArchived = fields.Raw()
+
+    @pre_load
+    def _parse_selector(self, data: Any, **_kwargs: Any) -> Any:
+        raw = data.get("selector")
+        if raw in (None, ""):
+            raise ValidationError("The 'selector' param is required")
+        if not isinstance(raw, str):
+            raise ValidationError("The 'selector' param must be a JSON string")
+        try:
+            selector = json.loads(raw)
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+        if not isinstance(selector, dict):
+            raise ValidationError("The 'selector' param must be a JSON object")
+        check_selector(selector)
+        return {**data, "selector": selector}
+
+    @staticmethod
+    def api_error(error: ValidationError) -> ApiError:
+        return ApiError.plain(first_message(error.messages))
+
+
+# Fields `conditions` may test for equality, and their stored type.
+AUTOCOMPLETE_CONDITION_FIELDS = {"_id": str, "name": str, "email": str, "enabled": bool, "archived": bool,
+                                 "showOnRegistration": bool, "showOnOfflineForm": bool, "type": str}
+
+
+def check_selector(selector: dict[str, Any]) -> None:
+    """The safe subset of Rocket.Chat's raw Mongo `conditions` (decisions.md): equality on known
+    fields and `_id` with `$in`/`$nin`. Anything else is refused, never evaluated."""
+    term = selector.get("term")
+    if term is not None and not isinstance(term, str):
+        raise ValidationError("The 'selector.term' param must be a string")
+    exceptions = selector.get("exceptions")
+    if exceptions is not None and not (isinstance(exceptions, list) and all(isinstance(e, str) for e in exceptions)):
+        raise ValidationError("The 'selector.exceptions' param must be an array of strings")
+    conditions = selector.get("conditions")
+    if conditions is None:
+        return
+    if not isinstance(conditions, dict):
+        raise ValidationError("The 'selector.conditions' param must be an object")
+    for key, value in conditions.items():
+        expected = AUTOCOMPLETE_CONDITION_FIELDS.get(key)
+        if expected is not None and type(value) is expected:
+            continue
+        if (
+            key == "_id" and isinstance(value, dict) and len(value) == 1
+            and next(iter(value)) in ("$in", "$nin")
+            and isinstance(ids := next(iter(value.values())), list) and all(isinstance(i, str) for i in ids)
+        ):
+            continue
+        raise ValidationError(f"Unsupported condition in selector: {json.dumps(key)}")
+
+
+class ListByIdsQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    ids = fields.Raw()
+    sort = fields.Raw()
+    fields_ = fields.Raw(data_key="fields")
+    query = fields.Raw()
+
+    @pre_load
+    def _check_ids(self, data: Any, **_kwargs: Any) -> Any:
+        ids = data.get("ids")
+        if ids is None:
+            raise ValidationError("The 'ids' param is required")
+        if not isinstance(ids, list):
+            raise ValidationError("The 'ids' param must be an array")
+        if len(ids) > MAX_IDS:
+            raise ValidationError(f"The 'ids' param can hold at most {MAX_IDS} ids")
+        return data
+
+    @staticmethod
+    def api_error(error: ValidationError) -> ApiError:
+        return ApiError.plain(first_message(error.messages))
+
+
+MAX_IDS = 500  # qs' arrayLimit: Rocket.Chat turns longer lists into objects
+
+
+def check_json_param(name: str, raw: Any) -> None:
+    """parseJsonQuery's check of `fields`/`query`: JSON when given (their content is not used)."""
+    if raw is None:
+        return
+    try:
+        json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        error = ApiError.meteor(f"error-invalid-{name}", f"Invalid {name} parameter provided: {json.dumps(raw)}")
+        error.details = {"helperMethod": "parseJsonQuery"}
+        raise error from None
+
+
+# --- responses ---
+
+
+class DepartmentSchema(OmitNoneSchema):
+    """A department as Rocket.Chat returns it; custom fields follow the typed ones."""
+
+    _id = fields.String(attribute="id")
+    enabled = fields.Boolean()
+    name = fields.String()
+    description = fields.String()
+    showOnRegistration = fields.Boolean(attribute="show_on_registration")
+    showOnOfflineForm = fields.Boolean(attribute="show_on_offline_form")
+    requestTagBeforeClosingChat = fields.Boolean(attribute="request_tag_before_closing_chat")
+    email = fields.String()
+    chatClosingTags = fields.List(fields.String(), attribute="chat_closing_tags")
+    offlineMessageChannelName = fields.String(attribute="offline_message_channel_name")
+    abandonedRoomsCloseCustomMessage = fields.String(attribute="abandoned_rooms_close_custom_message")
+    waitingQueueMessage = fields.String(attribute="waiting_queue_message")
+    departmentsAllowedToForward = fields.List(fields.String(), attribute="departments_allowed_to_forward")
+    fallbackForwardDepartment = fields.String(attribute="fallback_forward_department")
+    allowReceiveForwardOffline = fields.Boolean(attribute="allow_receive_forward_offline")
+    archived = fields.Boolean()
+    type = fields.String()
+    numAgents = fields.Integer(attribute="num_agents")
+    _updatedAt = RCDateTime(attribute="updated_at")
+
+    @post_dump(pass_original=True)
+    def _custom_fields(self, data: dict[str, Any], department: models.Department, **_kwargs: Any) -> dict[str, Any]:
+        if not department.extra:
+            return data
+        updated_at = data.pop("_updatedAt")
+        data.update({k: v for k, v in department.extra.items() if k not in data})
+        data["_updatedAt"] = updated_at
+        return data
+
+
+class DepartmentAgentSchema(Schema):
+    _id = fields.String(attribute="id")
+    agentId = fields.String(attribute="agent_id")
+    departmentId = fields.String(attribute="department_id")
+    username = fields.String()
+    departmentEnabled = fields.Boolean(attribute="department_enabled")
+    count = fields.Integer()
+    order = fields.Integer()
+    _updatedAt = RCDateTime(attribute="updated_at")
+
+
+class DepartmentWithAgentsSchema(Schema):
+    """GET one, POST and PUT: `{department, agents?, success}`."""
+
+    department = fields.Nested(DepartmentSchema, allow_none=True)
+    agents = fields.List(fields.Nested(DepartmentAgentSchema))
+    success = fields.Constant(True)
+
+
+class DepartmentListSchema(Schema):
+    departments = fields.List(fields.Nested(DepartmentSchema))
+    count = fields.Integer()
+    offset = fields.Integer()
+    total = fields.Integer()
+    success = fields.Constant(True)
+
+
+class DepartmentsSchema(Schema):
+    """listByIds: `{departments, success}`."""
+
+    departments = fields.List(fields.Nested(DepartmentSchema))
+    success = fields.Constant(True)
+
+
+class DepartmentAgentListSchema(Schema):
+    agents = fields.List(fields.Nested(DepartmentAgentSchema))
+    count = fields.Integer()
+    offset = fields.Integer()
+    total = fields.Integer()
+    success = fields.Constant(True)
+
+
+class AutocompleteItemSchema(Schema):
+    _id = fields.String(attribute="id")
+    name = fields.String()
+
+
+class AutocompleteSchema(Schema):
+    items = fields.List(fields.Nested(AutocompleteItemSchema))
+    success = fields.Constant(True)
+
+
+class CreationAvailableSchema(Schema):
+    isDepartmentCreationAvailable = fields.Boolean()
+    success = fields.Constant(True)
+
+
+class AgentDepartmentSchema(DepartmentAgentSchema):
+    """An agent's link joined with its department's name (`livechat/agents/:id/departments`)."""
+
+    departmentName = fields.String(attribute="department_name")
+
+
+class AgentDepartmentsSchema(Schema):
+    departments = fields.List(fields.Nested(AgentDepartmentSchema))
     success = fields.Constant(True)

@@ -13,7 +13,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -178,7 +178,10 @@ def list_permissions(session: Session, updated_since: str | None) -> list[Permis
             ) from None
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
-        query = query.where(Permission.updated_at > since)
+        # Clients only ever see milliseconds, but stored times may hold microseconds (the seed
+        # migration's): "changed after T" means "shown later than T", i.e. from T's next millisecond.
+        since = since.replace(microsecond=since.microsecond // 1000 * 1000) + timedelta(milliseconds=1)
+        query = query.where(Permission.updated_at >= since)
     return list(session.scalars(query))
 
 
@@ -215,7 +218,8 @@ def get_setting(session: Session, setting_id: str) -> Setting:
 
 def setting_values(session: Session, *ids: str) -> dict[str, Any]:
     rows = session.execute(select(Setting.id, Setting.value).where(Setting.id.in_(ids)))
-    return dict(rows.tuples())
+    # Rows unpack like tuples (Result.tuples() is deprecated in SQLAlchemy 2.1 and fails here).
+    return {setting_id: value for setting_id, value in rows}
 
 
 def set_setting(session: Session, setting_id: str, value: Any) -> None:

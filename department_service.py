@@ -1,0 +1,414 @@
+"""Department use cases: each one transaction, raising ApiError (shared/spec §1–§2).
+
+Every write validates the whole request before changing anything and commits once, so a
+request that fails anywhere (department or any agent item) changes nothing (decisions.md:
+Rocket.Chat half-applies such requests; we do not). The department row is locked before
+it is read for change, so concurrent writers to one department serialise: on SQLite the
+request's BEGIN IMMEDIATE already does it, on PostgreSQL `with_for_update` does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, String, and_, cast, delete, false, func, or_, select, true, update
+from sqlalchemy.orm import Session
+
+import services
+from errors import ApiError
+from models import Department, DepartmentAgent, User, utcnow
+
+log = logging.getLogger(__name__)
+
+SAVE_METHOD = "livechat:saveDepartment"
+
+# Wire key -> column, for the typed department keys.
+COLUMNS = {
+    "name": "name",
+    "email": "email",
+    "enabled": "enabled",
+    "showOnRegistration": "show_on_registration",
+    "showOnOfflineForm": "show_on_offline_form",
+    "description": "description",
+    "requestTagBeforeClosingChat": "request_tag_before_closing_chat",
+    "chatClosingTags": "chat_closing_tags",
+    "fallbackForwardDepartment": "fallback_forward_department",
+    "departmentsAllowedToForward": "departments_allowed_to_forward",
+    "allowReceiveForwardOffline": "allow_receive_forward_offline",
+    "offlineMessageChannelName": "offline_message_channel_name",
+    "abandonedRoomsCloseCustomMessage": "abandoned_rooms_close_custom_message",
+    "waitingQueueMessage": "waiting_queue_message",
+}
+
+DEPARTMENT_SORT = {
+    "name": Department.name,
+    "_id": Department.id,
+    "_updatedAt": Department.updated_at,
+    "enabled": Department.enabled,
+    "email": Department.email,
+    "numAgents": Department.num_agents,
+    "description": Department.description,
+    "showOnRegistration": Department.show_on_registration,
+    "showOnOfflineForm": Department.show_on_offline_form,
+    "archived": Department.archived,
+}
+AGENT_SORT = {
+    "username": DepartmentAgent.username,
+    "agentId": DepartmentAgent.agent_id,
+    "_id": DepartmentAgent.id,
+    "count": DepartmentAgent.count,
+    "order": DepartmentAgent.order,
+    "departmentEnabled": DepartmentAgent.department_enabled,
+    "_updatedAt": DepartmentAgent.updated_at,
+}
+
+
+def _not_found() -> ApiError:
+    return ApiError.meteor("error-department-not-found", "Department not found", method=SAVE_METHOD)
+
+
+def _like_literal(text: str) -> str:
+    """`text` as a LIKE pattern that matches it literally (no wildcards, no regex)."""
+    return text.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _is_archived() -> Any:
+    return Department.archived.is_(True)
+
+
+def _not_archived() -> Any:
+    return or_(Department.archived.is_(None), Department.archived.is_(False))
+
+
+# ---------------------------------------------------------------------------
+# Reads
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class ListFilter:
+    """The filters of the department lists (shared/spec §2.1, §2.6)."""
+
+    text: str | None = None
+    enabled_only: bool = False
+    exclude_id: str | None = None
+    archived: bool | None = False  # False: hide archived, True: only archived, None: both
+    agent_id: str | None = None  # only departments this agent is linked to
+
+    def apply(self, query: Select[Any]) -> Select[Any]:
+        # Rocket.Chat EE keeps units (type 'u') in the same collection; lists show departments only.
+        query = query.where(or_(Department.type.is_(None), Department.type == "d"))
+        if self.archived is True:
+            query = query.where(_is_archived())
+        elif self.archived is False:
+            query = query.where(_not_archived())
+        if self.text:
+            query = query.where(Department.name_folded.like(f"%{_like_literal(self.text)}%", escape="\\"))
+        if self.enabled_only:
+            query = query.where(Department.enabled.is_(True))
+        if self.exclude_id is not None:
+            query = query.where(Department.id != self.exclude_id)
+        if self.agent_id is not None:
+            linked = select(DepartmentAgent.department_id).where(DepartmentAgent.agent_id == self.agent_id)
+            query = query.where(Department.id.in_(linked))
+        return query
+
+
+def _ordered(query: Select[Any], sort: list[tuple[str, int]], columns: dict[str, Any], tie_break: Any) -> Select[Any]:
+    order = [columns[key].desc() if direction < 0 else columns[key].asc() for key, direction in sort]
+    return query.order_by(*order, tie_break)
+
+
+def list_departments(
+    session: Session, where: ListFilter, sort: list[tuple[str, int]], offset: int, limit: int | None
+) -> tuple[list[Department], int]:
+    """One page of departments and the number of all matches."""
+    total = session.scalar(where.apply(select(func.count()).select_from(Department))) or 0
+    query = _ordered(where.apply(select(Department)), sort, DEPARTMENT_SORT, Department.id).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query)), total
+
+
+def get_department(session: Session, department_id: str, *, agent_id: str | None = None) -> Department | None:
+    query = select(Department).where(Department.id == department_id)
+    if agent_id is not None:
+        query = ListFilter(archived=None, agent_id=agent_id).apply(query)
+    return session.scalars(query).one_or_none()
+
+
+def department_agents(session: Session, department_id: str) -> list[DepartmentAgent]:
+    query = select(DepartmentAgent).where(DepartmentAgent.department_id == department_id)
+    return list(session.scalars(query.order_by(DepartmentAgent.username, DepartmentAgent.agent_id)))
+
+
+def list_department_agents(
+    session: Session, department_id: str, sort: list[tuple[str, int]], offset: int, limit: int | None
+) -> tuple[list[DepartmentAgent], int]:
+    """One page of a department's agent links (an unknown department simply has none)."""
+    where = DepartmentAgent.department_id == department_id
+    total = session.scalar(select(func.count()).select_from(DepartmentAgent).where(where)) or 0
+    query = _ordered(select(DepartmentAgent).where(where), sort, AGENT_SORT, DepartmentAgent.id).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query)), total
+
+
+def departments_by_ids(session: Session, ids: list[str]) -> list[Department]:
+    query = select(Department).where(Department.id.in_(ids)).order_by(Department.name, Department.id)
+    return list(session.scalars(query))
+
+
+def autocomplete(
+    session: Session, selector: dict[str, Any], *, show_archived: bool, agent_id: str | None
+) -> list[Department]:
+    """Departments whose name starts with `term` (case-insensitive), minus `exceptions`,
+    narrowed by the safe `conditions` that schemas.check_selector let through."""
+    query = select(Department)
+    term = (selector.get("term") or "").strip()
+    if term:
+        query = query.where(Department.name_folded.like(f"{_like_literal(term)}%", escape="\\"))
+    if selector.get("exceptions"):
+        query = query.where(Department.id.not_in(selector["exceptions"]))
+    if not show_archived:
+        query = query.where(_not_archived())
+    if agent_id is not None:
+        query = ListFilter(archived=None, agent_id=agent_id).apply(query)
+    for key, value in (selector.get("conditions") or {}).items():
+        column = Department.id if key == "_id" else getattr(Department, COLUMNS.get(key, key))
+        if isinstance(value, dict):
+            (operator, ids), = value.items()
+            query = query.where(column.in_(ids) if operator == "$in" else column.not_in(ids))
+        else:
+            query = query.where(column == value)
+    return list(session.scalars(query.order_by(Department.name, Department.id)))
+
+
+def agent_departments(session: Session, agent_id: str, *, enabled_only: bool) -> list[DepartmentAgent]:
+    """An agent's links whose department exists, each with `department_name` set."""
+    query = (
+        select(DepartmentAgent, Department.name)
+        .join(Department, Department.id == DepartmentAgent.department_id)
+        .where(DepartmentAgent.agent_id == agent_id)
+        .order_by(Department.name, Department.id)
+    )
+    if enabled_only:
+        query = query.where(DepartmentAgent.department_enabled.is_(True))
+    links = []
+    for link, name in session.execute(query).tuples():
+        link.department_name = name  # type: ignore[attr-defined]
+        links.append(link)
+    return links
+
+
+def department_limit(session: Session, override: str | int | None) -> int:
+    """The maximum number of departments (0 = unlimited): the environment wins over the setting."""
+    if override not in (None, ""):
+        return int(override)  # type: ignore[arg-type]
+    return int(services.setting_values(session, "DEPARTMENT_LIMIT").get("DEPARTMENT_LIMIT") or 0)
+
+
+def creation_available(session: Session, limit: int) -> bool:
+    # Like Rocket.Chat CE, archived departments count toward the limit.
+    return limit <= 0 or (session.scalar(select(func.count()).select_from(Department)) or 0) < limit
+
+
+# ---------------------------------------------------------------------------
+# Writes
+# ---------------------------------------------------------------------------
+
+
+def save_department(
+    session: Session,
+    department_id: str | None,
+    data: dict[str, Any],
+    agents: dict[str, list[dict[str, Any]]] | None,
+    *,
+    limit: int,
+) -> Department:
+    """Create (no id) or merge-update a department and upsert its agents, atomically.
+
+    `data` holds only keys the client sent, already type-checked by schemas; the checks
+    here are the ones that need the database, in Rocket.Chat's order (shared/spec §2.4a).
+    """
+    department: Department | None = None
+    if department_id is None:
+        if not creation_available(session, limit):
+            raise ApiError.meteor(
+                "error-max-departments-number-reached", "Maximum number of departments reached", method=SAVE_METHOD
+            )
+    else:
+        department = _locked(session, department_id)
+        if department is None:
+            raise _not_found()
+        if department.archived and data.get("enabled"):
+            raise ApiError.meteor(
+                "error-archived-department-cant-be-enabled", "Archived departments cant be enabled", method=SAVE_METHOD
+            )
+
+    requires_tags = data.get("requestTagBeforeClosingChat", department and department.request_tag_before_closing_chat)
+    tags = data.get("chatClosingTags", department and department.chat_closing_tags)
+    if requires_tags and not tags:
+        raise ApiError.meteor(
+            "error-validating-department-chat-closing-tags",
+            "At least one closing tag is required when the department requires tag(s) on closing conversations.",
+            method=SAVE_METHOD,
+        )
+    fallback = data.get("fallbackForwardDepartment")
+    if fallback and department_id is not None and fallback == department_id:
+        # Rocket.Chat sends this one without details.
+        raise ApiError.meteor(
+            "error-fallback-department-circular",
+            "Cannot save department. Circular reference between fallback department and department",
+        )
+    if fallback and session.get(Department, fallback) is None:
+        raise ApiError.meteor("error-fallback-department-not-found", "Fallback department not found", method=SAVE_METHOD)
+
+    enabled_before = department.enabled if department is not None else None
+    if department is None:
+        department = Department()
+        session.add(department)
+    for key, value in data.items():
+        if key in COLUMNS:
+            setattr(department, COLUMNS[key], value)
+    custom = {key: value for key, value in data.items() if key not in COLUMNS}
+    if custom:
+        department.extra = {**(department.extra or {}), **custom}
+    department.updated_at = utcnow()
+    session.flush()
+
+    if enabled_before is not None and enabled_before != department.enabled:
+        _set_links_enabled(session, department.id, department.enabled)
+    if agents:
+        _apply_agent_changes(session, department, agents.get("upsert") or [], agents.get("remove") or [])
+    session.commit()
+    return department
+
+
+def save_department_agents(session: Session, department_id: str, changes: dict[str, list[dict[str, Any]]]) -> None:
+    """`POST livechat/department/:_id/agents`: removals first, then upserts (shared/spec §2.11)."""
+    department = _locked(session, department_id)
+    if department is None:
+        raise ApiError.meteor("error-department-not-found", "Department not found")
+    _apply_agent_changes(session, department, changes.get("upsert") or [], changes.get("remove") or [])
+    session.commit()
+
+
+def archive(session: Session, department_id: str) -> None:
+    """Archive: hidden from lists, disabled, links disabled (shared/spec §1.6)."""
+    department = _locked(session, department_id)
+    if department is None:
+        raise ApiError.plain("department-not-found")
+    if department.archived is True and department.enabled is False:
+        return  # already archived: nothing changes, 200 all the same
+    department.archived = True
+    department.enabled = False
+    department.updated_at = utcnow()
+    _set_links_enabled(session, department.id, False)
+    session.commit()
+
+
+def unarchive(session: Session, department_id: str) -> None:
+    """Unarchive: visible again but still disabled; its links are re-enabled (Rocket.Chat's rule)."""
+    department = _locked(session, department_id)
+    if department is None:
+        raise ApiError.meteor("department-not-found")
+    if department.archived is False:
+        return
+    department.archived = False
+    department.updated_at = utcnow()
+    _set_links_enabled(session, department.id, True)
+    session.commit()
+
+
+def remove_department(session: Session, department_id: str) -> None:
+    """Delete a department, its agent links, and every reference other departments hold to it."""
+    department = _locked(session, department_id)
+    if department is None:
+        raise ApiError.plain("error-department-not-found")
+    session.execute(delete(DepartmentAgent).where(DepartmentAgent.department_id == department_id))
+    session.delete(department)
+    now = utcnow()
+    # Rocket.Chat's own clean-up of this field never matches (shared/spec §1.7); ours does.
+    session.execute(
+        update(Department)
+        .where(Department.fallback_forward_department == department_id)
+        .values(fallback_forward_department=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    referring = session.scalars(
+        select(Department)
+        .where(cast(Department.departments_allowed_to_forward, String).like(f"%{_like_literal(department_id)}%", escape="\\"))
+        .with_for_update()
+    )
+    for other in referring:
+        allowed = [d for d in other.departments_allowed_to_forward or [] if d != department_id]
+        if allowed != other.departments_allowed_to_forward:
+            other.departments_allowed_to_forward = allowed
+            other.updated_at = now
+    session.commit()
+
+
+# ---------------------------------------------------------------------------
+# Helpers of the writes
+# ---------------------------------------------------------------------------
+
+
+def _locked(session: Session, department_id: str) -> Department | None:
+    return session.scalars(select(Department).where(Department.id == department_id).with_for_update()).one_or_none()
+
+
+def _set_links_enabled(session: Session, department_id: str, enabled: bool) -> None:
+    session.execute(
+        update(DepartmentAgent)
+        .where(DepartmentAgent.department_id == department_id)
+        .values(department_enabled=true() if enabled else false(), updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _apply_agent_changes(
+    session: Session, department: Department, upsert: list[dict[str, Any]], remove: list[dict[str, Any]]
+) -> None:
+    """Helper.updateDepartmentAgents (shared/spec §1.4): remove, upsert, then recount numAgents.
+
+    An unknown agent id is skipped, as in Rocket.Chat; the response's agent list shows the truth.
+    The link's username always comes from the user record.
+    """
+    if remove:
+        removed_ids = [item["agentId"] for item in remove]
+        session.execute(
+            delete(DepartmentAgent).where(
+                and_(DepartmentAgent.department_id == department.id, DepartmentAgent.agent_id.in_(removed_ids))
+            )
+        )
+    wanted = {item["agentId"]: item for item in upsert}  # the last item for an agent wins
+    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(list(wanted))))} if wanted else {}
+    skipped = [agent_id for agent_id in wanted if agent_id not in users]
+    if skipped:
+        log.info("department %s: skipped unknown agent ids %s", department.id, skipped)
+    existing = {
+        link.agent_id: link
+        for link in session.scalars(
+            select(DepartmentAgent).where(
+                DepartmentAgent.department_id == department.id, DepartmentAgent.agent_id.in_(list(users))
+            )
+        )
+    } if users else {}
+    now = utcnow()
+    for agent_id, user in users.items():
+        item = wanted[agent_id]
+        link = existing.get(agent_id) or DepartmentAgent(department_id=department.id, agent_id=agent_id)
+        # Rocket.Chat's quirk, kept: re-upserting resets count/order to the request's (or 0).
+        link.username = user.username or ""
+        link.count = int(item.get("count") or 0)
+        link.order = int(item.get("order") or 0)
+        link.department_enabled = department.enabled
+        link.updated_at = now
+        session.add(link)
+    if remove or users:
+        session.flush()
+        services.recount_agents(session, [department.id])
+        session.refresh(department)
