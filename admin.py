@@ -18,6 +18,7 @@ from schemas import (
     SettingSchema,
     SettingValueSchema,
     SuccessSchema,
+    dump,
     load,
     query_args,
 )
@@ -31,37 +32,37 @@ bp = Blueprint("admin", __name__, url_prefix="/api")
 @public
 def info() -> Any:
     """The server version (Rocket.Chat clients read it before logging in)."""
-    return InfoSchema().dump({"version": VERSION})
+    return dump(InfoSchema, {"version": VERSION})
 
 
 @bp.get("/v1/permissions.listAll")
 def list_permissions() -> Any:
     """Every permission with its roles; with `updatedSince`, only those changed after it."""
-    params = load(PermissionsListQuerySchema(), query_args(request.args))
+    params = load(PermissionsListQuerySchema, query_args(request.args))
     permissions = services.list_permissions(db.session(), params.get("updatedSince"))
-    return PermissionsListSchema().dump({"update": permissions, "remove": []})
+    return dump(PermissionsListSchema, {"update": permissions, "remove": []})
 
 
 @bp.post("/v1/permissions.update")
 def update_permissions() -> Any:
     """Set the roles of permissions (needs `access-permissions`)."""
-    data = load(PermissionsUpdateSchema(), request_body())
+    data = load(PermissionsUpdateSchema, request_body())
     require_all("access-permissions")
     permissions = services.update_permissions(db.session(), data["permissions"])
-    return PermissionsUpdatedSchema().dump({"permissions": permissions})
+    return dump(PermissionsUpdatedSchema, {"permissions": permissions})
 
 
 @bp.get("/v1/settings/<setting_id>")
 def get_setting(setting_id: str) -> Any:
     """Read one setting (needs `view-privileged-setting`)."""
     require_all("view-privileged-setting")
-    return SettingSchema().dump(services.get_setting(db.session(), setting_id))
+    return dump(SettingSchema, services.get_setting(db.session(), setting_id))
 
 
 @bp.post("/v1/settings/<setting_id>")
 def set_setting(setting_id: str) -> Any:
     """Change one setting (needs `edit-privileged-setting`)."""
-    data = load(SettingValueSchema(), request_body())
+    data = load(SettingValueSchema, request_body())
     require_all("edit-privileged-setting")
     services.set_setting(db.session(), setting_id, data["value"])
-    return SuccessSchema().dump({})
+    return dump(SuccessSchema, {})

@@ -39,6 +39,7 @@ def config_from_env() -> dict[str, Any]:
         "ARGON2_PARALLELISM": _env_int("ARGON2_PARALLELISM", 4),
         "DEPARTMENT_LIMIT": os.environ.get("DEPARTMENT_LIMIT") or None,
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO").upper(),
+        "READ_CACHE": os.environ.get("READ_CACHE", "on").lower() not in ("0", "off", "false", "no"),
     }
 
 
@@ -46,6 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the application; `config` overrides the environment (tests pass their database here)."""
     import admin
     import auth
+    import cache
     import cli
     import db
     import departments
@@ -63,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_KIB"], app.config["ARGON2_PARALLELISM"]
     )
     db.init_app(app)
+    app.extensions["caches"] = cache.Caches(enabled=app.config["READ_CACHE"])
 
     app.before_request(auth.authenticate)
     for blueprint in (auth.bp, users.bp, admin.bp, departments.bp):

@@ -9,13 +9,22 @@ On PostgreSQL the same code locks rows that are read then changed (`with_for_upd
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import threading
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, current_app, g, request
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, update
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+
+from errors import ApiError
+from models import DataVersion
+
+log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -31,6 +40,10 @@ def normalise_url(raw: str) -> URL:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
 
 
 def make_engine(
@@ -60,6 +73,9 @@ def make_engine(
         cursor.execute(f"PRAGMA synchronous = {sqlite_synchronous}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.close()
+        # SQLite's lower() folds ASCII only; Python's folds every script, as PostgreSQL's does,
+        # so a case-insensitive `text` search finds "Élodie" on both (decisions.md).
+        dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):  # type: ignore[no-untyped-def]
@@ -77,8 +93,105 @@ def init_app(app: Flask) -> None:
         sqlite_busy_timeout_ms=app.config["SQLITE_BUSY_TIMEOUT_MS"],
     )
     app.extensions["db.engine"] = engine
-    app.extensions["db.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    app.extensions["db.sessionmaker"] = versioned_sessionmaker(engine)
+    app.extensions["db.version_reader"] = VersionReader(engine)
     app.teardown_appcontext(close_session)
+
+
+def versioned_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that increment the data version in every transaction that wrote something."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+
+    @event.listens_for(factory, "after_flush")
+    def _flushed(session: Session, _context: object) -> None:
+        session.info["wrote"] = True
+
+    @event.listens_for(factory, "do_orm_execute")
+    def _executed(state: ORMExecuteState) -> None:
+        if state.is_insert or state.is_update or state.is_delete:
+            state.session.info["wrote"] = True
+
+    @event.listens_for(factory, "before_commit")
+    def _bump_version(session: Session) -> None:
+        session.flush()  # commit flushes after this hook; flush first so its writes count
+        if session.info.pop("wrote", False):
+            # Core statement on the connection: part of this transaction, invisible to the ORM hooks.
+            session.connection().execute(
+                update(DataVersion).where(DataVersion.id == 1).values(version=DataVersion.version + 1)
+            )
+
+    @event.listens_for(factory, "after_rollback")
+    def _forget(session: Session) -> None:
+        session.info.pop("wrote", None)
+
+    return factory
+
+
+VERSION_QUERY = "SELECT version FROM data_version WHERE id = 1"
+
+
+class VersionReader:
+    """Reads the committed data version on a connection of its own, in autocommit mode.
+
+    This is the one query of a request served from the caches, so it skips the ORM and the
+    pool: one plain DBAPI connection per thread, replaced when it fails (database restart).
+    Read before any cached data, it can only be older than that data, never newer.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.local = threading.local()
+        self.opened: list[Any] = []  # every thread's connection, so close() reaches them all
+
+    def read(self) -> int:
+        for attempt in (1, 2):
+            connection = getattr(self.local, "connection", None)
+            try:
+                if connection is None:
+                    connection = self.local.connection = self._connect()
+                cursor = connection.cursor()
+                cursor.execute(VERSION_QUERY)
+                (version,) = cursor.fetchone()
+                cursor.close()
+                return int(version)
+            except Exception as error:
+                self.local.connection = None
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        connection.close()
+                if attempt == 2:
+                    log.error("database unavailable: %s", error)
+                    raise ApiError.unavailable() from error
+        raise AssertionError("unreachable")
+
+    def _connect(self) -> Any:
+        pooled = self.engine.raw_connection()
+        pooled.detach()  # ours for the thread's life, not the pool's
+        connection = pooled.dbapi_connection
+        if not is_sqlite(self.engine):  # SQLite's isolation_level None already autocommits
+            connection.autocommit = True
+        self.opened.append(connection)
+        return connection
+
+    def close(self) -> None:
+        for connection in self.opened:
+            with contextlib.suppress(Exception):
+                connection.close()
+        self.opened.clear()
+        self.local = threading.local()
+
+
+def data_version() -> int:
+    """The committed data version, read once per request (before any data it may cache)."""
+    if "data_version" not in g:
+        g.data_version = current_app.extensions["db.version_reader"].read()
+    return g.data_version
+
+
+def dispose(app: Flask) -> None:
+    """Close every connection of the application (tests and tools that build many apps)."""
+    app.extensions["db.version_reader"].close()
+    app.extensions["db.engine"].dispose()
 
 
 def engine() -> Engine:

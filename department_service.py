@@ -197,7 +197,7 @@ def agent_departments(session: Session, agent_id: str, *, enabled_only: bool) ->
     if enabled_only:
         query = query.where(DepartmentAgent.department_enabled.is_(True))
     links = []
-    for link, name in session.execute(query).tuples():
+    for link, name in session.execute(query):
         link.department_name = name  # type: ignore[attr-defined]
         links.append(link)
     return links

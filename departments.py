@@ -7,14 +7,16 @@ permissions first and validate in the handler, as Rocket.Chat does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
 
 import db
 import department_service as service
 import services
 from auth import current_user, granted, request_body, require_all, require_any
+from cache import cached, caches
 from errors import ApiError
 from schemas import (
     AgentChangesSchema,
@@ -28,15 +30,17 @@ from schemas import (
     DepartmentAgentsQuerySchema,
     DepartmentBodySchema,
     DepartmentCreateSchema,
-    DepartmentFieldsSchema,
+    DepartmentCreateFieldsSchema,
     DepartmentGetQuerySchema,
     DepartmentListQuerySchema,
     DepartmentListSchema,
     DepartmentsSchema,
+    DepartmentUpdateSchema,
     DepartmentWithAgentsSchema,
     ListByIdsQuerySchema,
     SuccessSchema,
     check_json_param,
+    dump,
     load,
     parse_sort,
     query_args,
@@ -56,7 +60,7 @@ def _my_departments_only(only_mine: Any) -> str | None:
     return None
 
 
-def _department_list(params: dict[str, Any], archived: bool | None) -> dict[str, Any]:
+def _department_list(params: dict[str, Any], *, archived_only: bool) -> dict[str, Any]:
     session = db.session()
     sort = parse_sort(params.get("sort"), service.DEPARTMENT_SORT, {"name": 1})
     check_json_param("query", params.get("query"))
@@ -64,15 +68,26 @@ def _department_list(params: dict[str, Any], archived: bool | None) -> dict[str,
     where = service.ListFilter(
         text=params.get("text"),
         exclude_id=params.get("excludeDepartmentId"),
-        archived=archived,
         agent_id=_my_departments_only(params.get("onlyMyDepartments")),
+        # Only the exact string 'true' filters: Rocket.Chat's `enabled=false` does not filter.
+        # The archived list accepts `enabled` and `showArchived` but ignores them (shared/spec §2.6).
+        enabled_only=not archived_only and params.get("enabled") == "true",
+        archived=True if archived_only else (None if params.get("showArchived") == "true" else False),
     )
-    if archived is False:
-        # Only the exact string 'true' filters (Rocket.Chat: enabled=false does not filter).
-        where.enabled_only = params.get("enabled") == "true"
-        where.archived = None if params.get("showArchived") == "true" else False
     departments, total = service.list_departments(session, where, sort, offset, limit)
     return {"departments": departments, "count": len(departments), "offset": offset, "total": total}
+
+
+def _cached_json(build: Callable[[], dict[str, Any]]) -> Response:
+    """The JSON of `build()`, served from the per-version response cache when it was built before.
+
+    What a read returns depends on the URL and, besides, only on whether the caller may see
+    all departments (agents of GET one, `onlyMyDepartments`): both are in the key.
+    """
+    sees_all = bool(granted("view-livechat-departments"))
+    key = (request.full_path, sees_all, None if sees_all else current_user().id)
+    body = cached(caches().responses, key, lambda: current_app.json.response(build()).get_data())
+    return current_app.response_class(body, mimetype="application/json")
 
 
 def _with_agents(department: Any, include_agents: bool) -> dict[str, Any]:
@@ -85,63 +100,71 @@ def _with_agents(department: Any, include_agents: bool) -> dict[str, Any]:
 @bp.get("/department")
 def list_departments() -> Any:
     """List departments: paginated, searchable by `text`, archived ones hidden unless `showArchived=true`."""
-    params = load(DepartmentListQuerySchema(), query_args(request.args))
+    params = load(DepartmentListQuerySchema, query_args(request.args))
     require_any(*VIEW)
-    return DepartmentListSchema().dump(_department_list(params, archived=False))
+    return _cached_json(lambda: dump(DepartmentListSchema, _department_list(params, archived_only=False)))
 
 
 @bp.post("/department")
 def create_department() -> Any:
     """Create a department, with its agents."""
-    body = load(DepartmentCreateSchema(), request_body())
+    body = load(DepartmentCreateSchema, request_body())
     require_all(MANAGE)
-    body = load(DepartmentBodySchema(), body)
-    data = load(DepartmentFieldsSchema(creating=True), body["department"])
-    agents = load(AgentChangesSchema(), {"upsert": body["agents"]}) if body.get("agents") else None
+    body = load(DepartmentBodySchema, body)
+    data = load(DepartmentCreateFieldsSchema, body["department"])
+    agents = load(AgentChangesSchema, {"upsert": body["agents"]}) if body.get("agents") else None
     session = db.session()
     limit = service.department_limit(session, current_app.config["DEPARTMENT_LIMIT"])
     department = service.save_department(session, None, data, agents, limit=limit)
-    return DepartmentWithAgentsSchema().dump(_with_agents(department, include_agents=True))
+    return dump(DepartmentWithAgentsSchema, _with_agents(department, include_agents=True))
 
 
 @bp.get("/department/isDepartmentCreationAvailable")
 def creation_available() -> Any:
     """Whether one more department may be created (see the `DEPARTMENT_LIMIT` setting)."""
     require_any("view-livechat-departments", MANAGE)
-    session = db.session()
-    limit = service.department_limit(session, current_app.config["DEPARTMENT_LIMIT"])
-    return CreationAvailableSchema().dump({"isDepartmentCreationAvailable": service.creation_available(session, limit)})
+
+    def build() -> dict[str, Any]:
+        session = db.session()
+        limit = service.department_limit(session, current_app.config["DEPARTMENT_LIMIT"])
+        return dump(CreationAvailableSchema, {"isDepartmentCreationAvailable": service.creation_available(session, limit)})
+
+    return _cached_json(build)
 
 
 @bp.get("/department/<department_id>")
 def get_department(department_id: str) -> Any:
     """One department; `department: null` for an unknown id. Agents only with `view-livechat-departments`."""
     require_any(*VIEW)
-    params = load(DepartmentGetQuerySchema(), query_args(request.args))
-    department = service.get_department(
-        db.session(), department_id, agent_id=_my_departments_only(params.get("onlyMyDepartments"))
-    )
-    # Agents: only for callers who may see departments, and unless includeAgents is given as anything but 'true'.
-    include_agents = bool(granted("view-livechat-departments")) and params.get("includeAgents", "true") == "true"
-    return DepartmentWithAgentsSchema().dump(_with_agents(department, include_agents))
+    params = load(DepartmentGetQuerySchema, query_args(request.args))
+
+    def build() -> dict[str, Any]:
+        department = service.get_department(
+            db.session(), department_id, agent_id=_my_departments_only(params.get("onlyMyDepartments"))
+        )
+        # Agents only for callers who may see departments, and unless includeAgents is anything but 'true'.
+        include_agents = bool(granted("view-livechat-departments")) and params.get("includeAgents", "true") == "true"
+        return dump(DepartmentWithAgentsSchema, _with_agents(department, include_agents))
+
+    return _cached_json(build)
 
 
 @bp.put("/department/<department_id>")
 def update_department(department_id: str) -> Any:
     """Update a department: only the fields sent change. `agents` are upserted."""
     require_any(MANAGE, ADD_AGENTS)
-    body = load(DepartmentBodySchema(), request_body())
+    body = load(DepartmentBodySchema, request_body())
     allowed = granted(MANAGE, ADD_AGENTS)
     if MANAGE not in allowed:
         raise ApiError.plain("error-not-allowed")
-    data = load(DepartmentFieldsSchema(creating=False), body["department"])
+    data = load(DepartmentUpdateSchema, body["department"])
     # Rocket.Chat drops `agents` silently for callers who may not add agents.
     agents = None
     if body.get("agents") is not None and ADD_AGENTS in allowed:
-        agents = load(AgentChangesSchema(), {"upsert": body["agents"]})
+        agents = load(AgentChangesSchema, {"upsert": body["agents"]})
     session = db.session()
     department = service.save_department(session, department_id, data, agents, limit=0)
-    return DepartmentWithAgentsSchema().dump(_with_agents(department, include_agents=True))
+    return dump(DepartmentWithAgentsSchema, _with_agents(department, include_agents=True))
 
 
 @bp.delete("/department/<department_id>")
@@ -154,15 +177,15 @@ def delete_department(department_id: str) -> Any:
     ):
         raise ApiError.plain("error-department-removal-disabled")
     service.remove_department(session, department_id)
-    return SuccessSchema().dump({})
+    return dump(SuccessSchema, {})
 
 
 @bp.get("/departments/archived")
 def list_archived() -> Any:
     """List archived departments (same parameters as the department list)."""
-    params = load(DepartmentListQuerySchema(), query_args(request.args))
+    params = load(DepartmentListQuerySchema, query_args(request.args))
     require_any(*VIEW)
-    return DepartmentListSchema().dump(_department_list(params, archived=True))
+    return _cached_json(lambda: dump(DepartmentListSchema, _department_list(params, archived_only=True)))
 
 
 @bp.post("/department/<department_id>/archive")
@@ -170,7 +193,7 @@ def archive(department_id: str) -> Any:
     """Archive a department: hidden from lists and disabled."""
     require_all(MANAGE)
     service.archive(db.session(), department_id)
-    return SuccessSchema().dump({})
+    return dump(SuccessSchema, {})
 
 
 @bp.post("/department/<department_id>/unarchive")
@@ -178,43 +201,53 @@ def unarchive(department_id: str) -> Any:
     """Unarchive a department (it stays disabled until enabled by an update)."""
     require_all(MANAGE)
     service.unarchive(db.session(), department_id)
-    return SuccessSchema().dump({})
+    return dump(SuccessSchema, {})
 
 
 @bp.get("/department.autocomplete")
 def autocomplete() -> Any:
     """Departments whose name starts with `selector.term`: `{_id, name}` items."""
     require_any(*VIEW)
-    params = load(AutocompleteQuerySchema(), query_args(request.args))
-    departments = service.autocomplete(
-        db.session(),
-        params["selector"],
-        show_archived=params.get("showArchived") == "true",
-        agent_id=_my_departments_only(params.get("onlyMyDepartments")),
-    )
-    return AutocompleteSchema().dump({"items": departments})
+    params = load(AutocompleteQuerySchema, query_args(request.args))
+
+    def build() -> dict[str, Any]:
+        departments = service.autocomplete(
+            db.session(),
+            params["selector"],
+            show_archived=params.get("showArchived") == "true",
+            agent_id=_my_departments_only(params.get("onlyMyDepartments")),
+        )
+        return dump(AutocompleteSchema, {"items": departments})
+
+    return _cached_json(build)
 
 
 @bp.get("/department/<department_id>/agents")
 def list_agents(department_id: str) -> Any:
     """The agents of a department, paginated (default order: username)."""
     require_any(*VIEW)
-    params = load(DepartmentAgentsQuerySchema(), query_args(request.args))
-    session = db.session()
+    params = load(DepartmentAgentsQuerySchema, query_args(request.args))
     sort = parse_sort(params.get("sort"), service.AGENT_SORT, {"username": 1})
-    offset, limit = services.page_window(session, params.get("offset"), params.get("count"))
-    agents, total = service.list_department_agents(session, department_id, sort, offset, limit)
-    return DepartmentAgentListSchema().dump({"agents": agents, "count": len(agents), "offset": offset, "total": total})
+
+    def build() -> dict[str, Any]:
+        session = db.session()
+        offset, limit = services.page_window(session, params.get("offset"), params.get("count"))
+        agents, total = service.list_department_agents(session, department_id, sort, offset, limit)
+        return dump(DepartmentAgentListSchema, 
+            {"agents": agents, "count": len(agents), "offset": offset, "total": total}
+        )
+
+    return _cached_json(build)
 
 
 @bp.post("/department/<department_id>/agents")
 def save_agents(department_id: str) -> Any:
     """Add (`upsert`) and remove (`remove`) agents of a department."""
     require_any(MANAGE, ADD_AGENTS)
-    body = load(DepartmentAgentsBodySchema(), request_body())
-    changes = load(AgentChangesSchema(), body)
+    body = load(DepartmentAgentsBodySchema, request_body())
+    changes = load(AgentChangesSchema, body)
     service.save_department_agents(db.session(), department_id, changes)
-    return SuccessSchema().dump({})
+    return dump(SuccessSchema, {})
 
 
 @bp.get("/department.listByIds")
@@ -226,16 +259,22 @@ def list_by_ids() -> Any:
     parse_sort(args.get("sort") if isinstance(args.get("sort"), str) else None, service.DEPARTMENT_SORT, {})
     check_json_param("fields", args.get("fields"))
     check_json_param("query", args.get("query"))
-    params = load(ListByIdsQuerySchema(), args)
-    return DepartmentsSchema().dump({"departments": service.departments_by_ids(db.session(), params["ids"])})
+    params = load(ListByIdsQuerySchema, args)
+    return _cached_json(
+        lambda: dump(DepartmentsSchema, {"departments": service.departments_by_ids(db.session(), params["ids"])})
+    )
 
 
 @bp.get("/agents/<agent_id>/departments")
 def agent_departments(agent_id: str) -> Any:
     """The departments an agent belongs to, with their names."""
-    params = load(AgentDepartmentsQuerySchema(), query_args(request.args))
+    params = load(AgentDepartmentsQuerySchema, query_args(request.args))
     require_all("view-l-room")
-    links = service.agent_departments(
-        db.session(), agent_id, enabled_only=params.get("enabledDepartmentsOnly") == "true"
-    )
-    return AgentDepartmentsSchema().dump({"departments": links})
+
+    def build() -> dict[str, Any]:
+        links = service.agent_departments(
+            db.session(), agent_id, enabled_only=params.get("enabledDepartmentsOnly") == "true"
+        )
+        return dump(AgentDepartmentsSchema, {"departments": links})
+
+    return _cached_json(build)

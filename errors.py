@@ -7,7 +7,10 @@ the strings, so each shape has a named constructor here and views never build er
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
+
+import psycopg
 
 from flask import Flask, Response, jsonify
 from marshmallow import ValidationError
@@ -18,6 +21,7 @@ log = logging.getLogger(__name__)
 
 NOT_LOGGED_IN = "You must be logged in to do this."
 FORBIDDEN = "User does not have the permissions required for this action [error-unauthorized]"
+UNAVAILABLE = "Service unavailable: database error"
 
 
 class ApiError(Exception):
@@ -89,6 +93,10 @@ class ApiError(Exception):
     def forbidden(cls) -> ApiError:
         return cls(FORBIDDEN, 403)
 
+    @classmethod
+    def unavailable(cls) -> ApiError:
+        return cls(UNAVAILABLE, 503)
+
 
 def _json(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:
     response = jsonify(body)
@@ -127,8 +135,8 @@ def handle_integrity_error(error: IntegrityError) -> Response:
     return handle_api_error(ApiError.plain("error-duplicate-entry"))
 
 
-def handle_operational_error(error: OperationalError) -> Response:
-    log.error("database unavailable: %s", error.orig)
+def handle_operational_error(error: Exception) -> Response:
+    log.error("database unavailable: %s", getattr(error, "orig", error))
     return _json({"success": False, "error": "Service unavailable: database error"}, 503)
 
 
@@ -143,6 +151,9 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(IntegrityError, handle_integrity_error)
     app.register_error_handler(OperationalError, handle_operational_error)
+    # The same failure straight from the driver, where code uses a raw DBAPI connection.
+    app.register_error_handler(sqlite3.OperationalError, handle_operational_error)
+    app.register_error_handler(psycopg.OperationalError, handle_operational_error)
     app.register_error_handler(Exception, handle_unexpected)
 
 

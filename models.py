@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -83,6 +84,19 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
+
+
+class DataVersion(Base):
+    """A single row whose counter every committed write increments (in the same transaction).
+
+    Each request reads it first; per-process read caches are valid for one version only, so a
+    write committed by any worker is seen by the next read in every other worker.
+    """
+
+    __tablename__ = "data_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Role(Base):

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, or_, select, update
@@ -71,16 +72,37 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def _verify_password(stored_hash: str | None, password: str) -> bool:
+# Passwords imported from Rocket.Chat (transfer.py): Meteor's accounts-password stores
+# bcrypt(hex(sha256(password))); we keep that hash behind this prefix until the first login.
+RC_BCRYPT_PREFIX = "rcbcrypt$"
+
+
+def _verify_password(stored_hash: str | None, password: str, *, prehashed: bool = False) -> bool:
+    """`prehashed`: the client sent Meteor's `{digest, algorithm: "sha-256"}` form."""
     global _dummy_hash
     if stored_hash is None:
         # Spend the same time as a real check, so timing does not reveal unknown users.
         _dummy_hash = _dummy_hash or _hasher.hash(secrets.token_hex(8))
         stored_hash = _dummy_hash
         password = ""
+    if stored_hash.startswith(RC_BCRYPT_PREFIX):
+        digest = password.lower() if prehashed else hashlib.sha256(password.encode()).hexdigest()
+        try:
+            return bcrypt.checkpw(digest.encode(), stored_hash[len(RC_BCRYPT_PREFIX) :].encode())
+        except ValueError:  # a malformed hash
+            return False
     try:
         return _hasher.verify(stored_hash, password)
     except (VerificationError, InvalidHashError):
+        return False
+
+
+def _needs_rehash(stored_hash: str, *, prehashed: bool) -> bool:
+    if stored_hash.startswith(RC_BCRYPT_PREFIX):
+        return not prehashed  # argon2id needs the password itself, not its digest
+    try:
+        return _hasher.check_needs_rehash(stored_hash)
+    except InvalidHashError:
         return False
 
 
@@ -113,7 +135,8 @@ def authenticated_user(session: Session, user_id: str, token: str) -> User | Non
 
 def login(session: Session, identifier: dict[str, str], password: Any) -> tuple[User, str]:
     """Check a password and open a new login token. Wrong user and wrong password look alike."""
-    if isinstance(password, dict) and password.get("algorithm") == "sha-256":
+    prehashed = isinstance(password, dict) and password.get("algorithm") == "sha-256"
+    if prehashed:
         password = password.get("digest")  # Meteor's pre-hashed form; we verify it as given
     if not isinstance(password, str):
         raise ApiError.unauthorized_login()
@@ -122,10 +145,11 @@ def login(session: Session, identifier: dict[str, str], password: Any) -> tuple[
     if kind == "email":
         value = value.lower()
     user = session.scalars(select(User).where(column == value)).one_or_none()
-    valid = _verify_password(user.password_hash if user else None, password)
+    valid = _verify_password(user.password_hash if user else None, password, prehashed=prehashed)
     if user is None or not valid or not user.active:
         raise ApiError.unauthorized_login()
-    if _hasher.check_needs_rehash(user.password_hash or ""):
+    if _needs_rehash(user.password_hash or "", prehashed=prehashed):
+        # Also moves a Rocket.Chat bcrypt hash to argon2id on the first login with the password.
         user.password_hash = hash_password(password)
     return user, _open_token(session, user)
 
@@ -159,12 +183,9 @@ def logout(session: Session, token: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-def granted(session: Session, user: User, permissions: Iterable[str]) -> set[str]:
-    """Which of `permissions` the user's roles grant."""
-    wanted = list(permissions)
-    roles = set(user.roles)
-    rows = session.scalars(select(Permission).where(Permission.id.in_(wanted)))
-    return {p.id for p in rows if roles.intersection(p.roles)}
+def permission_roles(session: Session) -> dict[str, frozenset[str]]:
+    """Every permission with the roles that hold it."""
+    return {p.id: frozenset(p.roles) for p in session.scalars(select(Permission))}
 
 
 def list_permissions(session: Session, updated_since: str | None) -> list[Permission]:
@@ -290,6 +311,14 @@ def create_user(session: Session, data: dict[str, Any]) -> User:
     session.add(user)
     session.commit()
     return user
+
+
+def set_password(session: Session, user: User, password: str) -> int:
+    """Replace a user's password and end all their sessions; returns how many were ended."""
+    user.password_hash = hash_password(password)
+    ended = session.execute(delete(LoginToken).where(LoginToken.user_id == user.id)).rowcount
+    session.commit()
+    return ended or 0
 
 
 def list_users(session: Session, offset: int, count: int | None) -> tuple[list[User], int]:

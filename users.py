@@ -21,6 +21,7 @@ from schemas import (
     UserResponseSchema,
     UsersListQuerySchema,
     UsersListSchema,
+    dump,
     load,
     parse_sort,
     query_args,
@@ -34,39 +35,39 @@ USER_SORT_FIELDS = {"name": 1, "username": 1, "_id": 1, "status": 1}
 @bp.post("/users.create")
 def create_user() -> Any:
     """Create a user (needs `create-user`)."""
-    data = load(UserCreateSchema(), request_body())
+    data = load(UserCreateSchema, request_body())
     if not granted("create-user"):
         # Rocket.Chat checks this inside saveUser: a 400 Meteor error, not a 403.
         raise ApiError.meteor("error-action-not-allowed", "Adding user is not allowed", method="insertOrUpdateUser")
     user = services.create_user(db.session(), data)
-    return UserResponseSchema().dump({"user": user})
+    return dump(UserResponseSchema, {"user": user})
 
 
 @bp.get("/users.info")
 def user_info() -> Any:
     """One user, by `userId` or `username`."""
-    params = load(UserIdSchema(), query_args(request.args))
+    params = load(UserIdSchema, query_args(request.args))
     user = services.find_user(db.session(), user_id=params.get("userId"), username=params.get("username"))
     if user is None:
         raise ApiError.meteor("error-invalid-user", "Invalid user")
-    return UserResponseSchema().dump({"user": user})
+    return dump(UserResponseSchema, {"user": user})
 
 
 @bp.get("/users.list")
 def list_users() -> Any:
     """All users, paginated (needs `view-user-administration`)."""
-    params = load(UsersListQuerySchema(), query_args(request.args))
+    params = load(UsersListQuerySchema, query_args(request.args))
     require_all("view-user-administration")
     session = db.session()
     offset, limit = services.page_window(session, params.get("offset"), params.get("count"))
     users, total = services.list_users(session, offset, limit)
-    return UsersListSchema().dump({"users": users, "count": len(users), "offset": offset, "total": total})
+    return dump(UsersListSchema, {"users": users, "count": len(users), "offset": offset, "total": total})
 
 
 @bp.post("/users.delete")
 def delete_user() -> Any:
     """Delete a user with their tokens and department links (needs `delete-user`)."""
-    params = load(UserIdSchema(), request_body())
+    params = load(UserIdSchema, request_body())
     require_all("delete-user")
     session = db.session()
     user = services.find_user(session, user_id=params.get("userId"), username=params.get("username"))
@@ -81,7 +82,7 @@ def delete_user() -> Any:
 @bp.get("/livechat/users/<user_type>")
 def list_livechat_users(user_type: str) -> Any:
     """Agents or managers, paginated and searchable by `text`."""
-    params = load(LivechatUsersQuerySchema(), query_args(request.args))
+    params = load(LivechatUsersQuerySchema, query_args(request.args))
     role = services.livechat_role(user_type)
     if user_type == "agent":
         if not granted("transfer-livechat-guest", "edit-omnichannel-contact"):
@@ -95,16 +96,16 @@ def list_livechat_users(user_type: str) -> Any:
         session, role, text=params.get("text"), exclude_id=params.get("excludeId"),
         only_available=bool(params.get("onlyAvailable")), offset=offset, count=limit, sort=sort,
     )
-    return LivechatUsersListSchema().dump({"users": users, "count": len(users), "offset": offset, "total": total})
+    return dump(LivechatUsersListSchema, {"users": users, "count": len(users), "offset": offset, "total": total})
 
 
 @bp.post("/livechat/users/<user_type>")
 def add_livechat_user(user_type: str) -> Any:
     """Give a user the agent or manager role (needs `view-livechat-manager`)."""
-    data = load(LivechatUserAddSchema(), request_body())
+    data = load(LivechatUserAddSchema, request_body())
     require_all("view-livechat-manager")
     user = services.add_role(db.session(), data["username"], services.livechat_role(user_type))
-    return LivechatUserAddedSchema().dump({"user": {"_id": user.id, "username": user.username}})
+    return dump(LivechatUserAddedSchema, {"user": {"_id": user.id, "username": user.username}})
 
 
 @bp.get("/livechat/users/<user_type>/<user_id>")
@@ -115,7 +116,7 @@ def get_livechat_user(user_type: str, user_id: str) -> Any:
     user = services.find_user(db.session(), user_id=user_id)
     if user is None:
         raise ApiError.plain("User not found")
-    return LivechatUserResponseSchema().dump({"user": user if user.has_role(role) else None})
+    return dump(LivechatUserResponseSchema, {"user": user if user.has_role(role) else None})
 
 
 @bp.delete("/livechat/users/<user_type>/<user_id>")

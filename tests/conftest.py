@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+import db
 import models
 import services
 from app import create_app
@@ -133,6 +134,31 @@ def database_url(template: Template, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database with no tables at all, for migrations and real servers: a new SQLite file, or a
+    PostgreSQL database of this process's own (dropped afterwards; `test` is never touched)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    if not postgres_available():
+        message = f"PostgreSQL is not reachable at {POSTGRES_URL}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI requires it)")
+        pytest.skip(message + "; run with --db=sqlite to silence")
+    name = f"test_empty_{os.getpid()}"
+    server = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield sa.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        with server.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        server.dispose()
+
+
+@pytest.fixture
 def app(database_url: str) -> Iterator[Flask]:
     app = create_app({"TESTING": True, "DATABASE_URL": database_url, "ADMIN_PASS": ADMIN_PASSWORD, **CHEAP_HASHING})
     with app.app_context():
@@ -140,7 +166,7 @@ def app(database_url: str) -> Iterator[Flask]:
         with session:
             services.bootstrap_admin(session, "admin", ADMIN_PASSWORD, "admin@example.com")
     yield app
-    app.extensions["db.engine"].dispose()
+    db.dispose(app)
 
 
 @pytest.fixture

@@ -1,0 +1,1055 @@
+#!/usr/bin/env python3
+"""Benchmark harness of the departments service (see bench/README.md).
+
+    .venv/bin/python bench/run.py [--mode ratios|growth|writes|profile|all] [--rounds 3] [--duration 5]
+                                  [--database-url postgresql://user@host/db]
+
+Modes:
+  ratios   The real service (`gunicorn -c gunicorn.conf.py app:app`) against a reference ceiling
+           (bench/ceiling_app.py: a bare Flask app serving the service's own captured bodies, no
+           database, no auth) under the same gunicorn settings, alternating round by round, for
+           the `list`, `get` and `mixed` workloads. The last line printed is
+           `ratio_list=… ratio_get=… ratio_mixed=…` (medians of the per-round ratios).
+  growth   For 1k/10k/100k departments: p50/p99 of the default list, a text search, a deep
+           offset and GET one, and the resident memory of each gunicorn worker.
+  writes   4 workers x 16 connections creating and updating departments, then a check that no
+           update was lost and that every create answered 2xx (and no other) is in the database.
+  profile  Where the time goes in one list and one get request, in-process (app.test_client()),
+           with cProfile and, when installed, pyinstrument.
+  all      ratios, growth and writes (the ratio line is printed again last).
+
+Databases: a fresh SQLite file per data set in a temporary directory by default; with
+--database-url a fresh PostgreSQL schema of our own per data set (`<prefix>_<pid>_<tag>`, prefix
+from the URL's `options=-csearch_path=<prefix>` or "bench"), dropped at the end. Data is seeded
+directly with SQLAlchemy after the migrations (HTTP would be far too slow for 100k departments).
+Every wrk run is bounded by -d and a subprocess timeout; servers are always stopped in `finally`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import cProfile
+import http.client
+import io
+import json
+import os
+import pstats
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+import cli  # noqa: E402
+import db as appdb  # noqa: E402
+import models  # noqa: E402
+import services  # noqa: E402
+
+WRK_INSTALL_HINT = (
+    "wrk is not installed. On Debian/Ubuntu: `apt-get update && apt-get install -y wrk` "
+    "(elsewhere build it from https://github.com/wg/wrk), or point --wrk at the binary."
+)
+ADMIN_USER = "admin"
+ADMIN_PASS = "bench-admin-password"
+API = "/api/v1/livechat"
+LIST_TARGET = f"{API}/department?count=50"
+
+# Seeded names are "<Adjective> <Noun> <number>": a `text` search for a noun matches ~10% of them.
+ADJECTIVES = ["Alpha", "Blue", "Central", "Delta", "Eastern", "Global", "Northern", "Premium", "Southern", "Western"]
+NOUNS = ["Billing", "Claims", "Escalations", "Onboarding", "Partners", "Refunds", "Renewals", "Sales", "Support", "Training"]
+TEXT_TERM = "support"
+
+
+class BenchError(RuntimeError):
+    """A failure of the bench itself or of the service under test (exit status 1)."""
+
+
+def log(message: str = "") -> None:
+    print(message, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# Databases and seeding
+# ---------------------------------------------------------------------------
+
+
+class BenchDatabase:
+    """A fresh database for one data set: a SQLite file in the work directory, or a PostgreSQL
+    schema of our own. `drop()` removes exactly what `__init__` created, nothing else."""
+
+    def __init__(self, base_url: str | None, workdir: Path, tag: str) -> None:
+        self.schema: str | None = None
+        if base_url is None:
+            self.path = workdir / f"{tag}.db"
+            self.url = f"sqlite:///{self.path}"
+            self.kind = "sqlite"
+            return
+        url = appdb.normalise_url(base_url)
+        if url.get_backend_name() != "postgresql":
+            raise BenchError(f"--database-url must be a PostgreSQL URL, not {url.get_backend_name()}")
+        match = re.search(r"search_path\s*=\s*([A-Za-z0-9_]+)", url.query.get("options", "") or "")
+        prefix = (match.group(1) if match else "bench").lower()
+        self.schema = f"{prefix}_{os.getpid()}_{tag}".lower()
+        self.base = url.difference_update_query(["options"])
+        self.url = self.base.update_query_dict({"options": f"-csearch_path={self.schema}"}).render_as_string(
+            hide_password=False
+        )
+        self.kind = "postgresql"
+        engine = sa.create_engine(self.base)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+                conn.execute(sa.text(f'CREATE SCHEMA "{self.schema}"'))
+        finally:
+            engine.dispose()
+
+    def drop(self) -> None:
+        if self.schema is None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            return
+        engine = sa.create_engine(self.base)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+        finally:
+            engine.dispose()
+
+
+@dataclass
+class SeedInfo:
+    n: int
+    ids: list[str]  # every department, insertion order
+    visible_sorted: list[str]  # not archived, in the list's default order (name, _id)
+    num_agents: dict[str, int]
+    agent_ids: list[str]
+    get_id: str  # enabled, not archived, exactly 3 agents: the `get` workload's department
+    seconds: float = 0.0
+
+
+def _hex_id(rng: random.Random, stamp: int) -> str:
+    return f"{stamp:08x}{rng.getrandbits(64):016x}"
+
+
+def seed_database(url: str, n: int, *, n_agents: int = 100, rng_seed: int = 42) -> SeedInfo:
+    """Migrate, create the admin (services.bootstrap_admin), then bulk-insert `n_agents` agent users
+    and `n` departments with 0-5 agent links each (num_agents and name_folded set as the service
+    sets them). Deterministic for a given seed."""
+    started = time.monotonic()
+    cli.upgrade_database(url)
+    engine = appdb.make_engine(url)
+    rng = random.Random(rng_seed)
+    now = models.utcnow()
+    stamp = int(now.timestamp()) - n  # ObjectId-like ids, time prefix increasing with the row
+    try:
+        with Session(engine) as session:
+            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+            services.bootstrap_admin(session, ADMIN_USER, ADMIN_PASS, "admin@localhost")
+
+        users, roles, agent_ids, usernames = [], [], [], {}
+        for i in range(n_agents):
+            uid = "".join(rng.choice(models.METEOR_ID_ALPHABET) for _ in range(17))
+            username = f"agent{i:04d}"
+            agent_ids.append(uid)
+            usernames[uid] = username
+            users.append(
+                {
+                    "id": uid, "username": username, "name": f"Agent {i}", "email": f"{username}@bench.example",
+                    "email_verified": False, "password_hash": None, "active": True, "status": "online",
+                    "status_livechat": "available", "created_at": now, "updated_at": now,
+                }
+            )
+            roles.append({"user_id": uid, "role_id": "livechat-agent"})
+
+        ids: list[str] = []
+        names: dict[str, str] = {}
+        archived_ids: set[str] = set()
+        num_agents: dict[str, int] = {}
+        enabled_ids: set[str] = set()
+        department_table = models.Department.__table__
+        link_table = models.DepartmentAgent.__table__
+        with engine.begin() as conn:
+            conn.execute(models.User.__table__.insert(), users)
+            conn.execute(models.UserRole.__table__.insert(), roles)
+            chunk = 5000
+            for start in range(0, n, chunk):
+                departments, links = [], []
+                for i in range(start, min(n, start + chunk)):
+                    dep_id = _hex_id(rng, stamp + i)
+                    name = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {i:06d}"
+                    archived = rng.random() < 0.02
+                    enabled = (not archived) and rng.random() < 0.9
+                    agents = rng.sample(agent_ids, rng.randint(0, 5))
+                    ids.append(dep_id)
+                    names[dep_id] = name
+                    num_agents[dep_id] = len(agents)
+                    if archived:
+                        archived_ids.add(dep_id)
+                    if enabled:
+                        enabled_ids.add(dep_id)
+                    departments.append(
+                        {
+                            "id": dep_id, "name": name, "name_folded": name.casefold(),
+                            "email": f"dep{i:06d}@bench.example", "enabled": enabled,
+                            "show_on_registration": rng.random() < 0.8,
+                            "show_on_offline_form": rng.choice([True, False, None]),
+                            "description": f"Handles {name.lower()} requests" if rng.random() < 0.5 else None,
+                            "request_tag_before_closing_chat": None, "chat_closing_tags": None,
+                            "fallback_forward_department": None, "departments_allowed_to_forward": None,
+                            "allow_receive_forward_offline": None, "offline_message_channel_name": None,
+                            "abandoned_rooms_close_custom_message": None, "waiting_queue_message": None,
+                            "num_agents": len(agents), "archived": True if archived else None, "type": None,
+                            "extra": {"priority": rng.randint(1, 5)} if rng.random() < 0.05 else {},
+                            "updated_at": now - timedelta(seconds=n - i),
+                        }
+                    )
+                    for agent in agents:
+                        links.append(
+                            {
+                                "id": _hex_id(rng, stamp + i), "department_id": dep_id, "agent_id": agent,
+                                "username": usernames[agent], "department_enabled": enabled,
+                                "count": 0, "order": 0, "updated_at": now,
+                            }
+                        )
+                conn.execute(department_table.insert(), departments)
+                if links:
+                    conn.execute(link_table.insert(), links)
+        if appdb.is_sqlite(engine):
+            raw = engine.raw_connection()  # autocommit (the service's connect hook): no open transaction
+            try:
+                raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                raw.close()
+        else:
+            with engine.begin() as conn:
+                conn.execute(sa.text("ANALYZE"))  # autovacuum would do it within a minute anyway
+    finally:
+        engine.dispose()
+
+    visible = sorted((names[i], i) for i in ids if i not in archived_ids)
+    visible_sorted = [i for _, i in visible]
+    middle = visible_sorted[len(visible_sorted) // 2 :] + visible_sorted[: len(visible_sorted) // 2]
+    get_id = next(i for i in middle if num_agents[i] == 3 and i in enabled_ids)
+    return SeedInfo(n, ids, visible_sorted, num_agents, agent_ids, get_id, time.monotonic() - started)
+
+
+# ---------------------------------------------------------------------------
+# HTTP, servers, wrk
+# ---------------------------------------------------------------------------
+
+
+def http_request(
+    port: int, method: str, target: str, headers: dict[str, str] | None = None, body: bytes | None = None,
+    timeout: float = 60,
+) -> tuple[int, str, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, target, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    """A free TCP port below 32768 (the ephemeral range above it is busy on this host)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise BenchError("no free port found in 20000-32000")
+
+
+class Server:
+    """A gunicorn master started in its own session; stop() signals that process group only."""
+
+    def __init__(self, name: str, config: Path, app_spec: str, *, workers: int, workdir: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.port = free_port()
+        self.workers = workers
+        self.argv = [sys.executable, "-m", "gunicorn", "-c", str(config), app_spec]
+        self.env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(self.port), "WEB_CONCURRENCY": str(workers)}
+        self.log_path = workdir / f"{name}-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    def start(self, ready_path: str = "/api/info", timeout: float = 120) -> None:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            self.argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.name} exited with {self.proc.returncode} at start:\n{self.log_tail()}")
+            try:
+                status, _, _ = http_request(self.port, "GET", ready_path, timeout=5)
+                if status == 200 and len(self.worker_pids()) >= self.workers:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise BenchError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers: the children of the master."""
+        if self.proc is None:
+            return []
+        children_file = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            return sorted(int(p) for p in children_file.read_text().split())
+        except OSError:
+            pass
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                    pids.append(int(entry.name))
+        return sorted(pids)
+
+    def rss_mib(self) -> dict[int, float]:
+        """VmRSS of each worker, in MiB."""
+        result = {}
+        for pid in self.worker_pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        result[pid] = int(line.split()[1]) / 1024
+            except OSError:
+                continue
+        return result
+
+    def stop(self) -> None:
+        """SIGTERM to our own process group (gunicorn finishes in-flight requests), SIGKILL after 40 s."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def start_service(workdir: Path, database_url: str, workers: int, tag: str) -> Server:
+    server = Server(
+        f"service-{tag}", ROOT / "gunicorn.conf.py", "app:app", workers=workers, workdir=workdir,
+        env={"DATABASE_URL": database_url, "ADMIN_PASS": ADMIN_PASS, "ADMIN_USERNAME": ADMIN_USER},
+    )
+    server.start()
+    return server
+
+
+def login(port: int) -> dict[str, str]:
+    body = json.dumps({"user": ADMIN_USER, "password": ADMIN_PASS}).encode()
+    status, _, raw = http_request(port, "POST", "/api/v1/login", {"Content-Type": "application/json"}, body)
+    if status != 200:
+        raise BenchError(f"login failed: {status} {raw[:300]!r}")
+    data = json.loads(raw)["data"]
+    return {"X-User-Id": data["userId"], "X-Auth-Token": data["authToken"]}
+
+
+@dataclass
+class WrkResult:
+    raw: dict[str, Any]
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non2xx: int
+    socket_errors: int
+
+    def line(self) -> str:
+        extra = ""
+        if self.non2xx or self.socket_errors:
+            extra = f"  NON-2XX={self.non2xx} SOCKET-ERRORS={self.socket_errors} statuses={self.raw['statuses']}"
+        return f"{self.rps:9.1f} req/s  p50 {self.p50_ms:7.2f} ms  p99 {self.p99_ms:7.2f} ms{extra}"
+
+
+class Wrk:
+    def __init__(self, binary: str, threads: int, connections: int, timeout_s: int) -> None:
+        self.binary = binary
+        self.threads = threads
+        self.connections = connections
+        self.timeout_s = timeout_s
+
+    def run(
+        self, port: int, target: str, script: str, duration: float, *, auth: dict[str, str] | None = None,
+        env: dict[str, str] | None = None, threads: int | None = None, connections: int | None = None,
+    ) -> WrkResult:
+        threads = threads or self.threads
+        connections = connections or self.connections
+        full_env = {
+            **os.environ,
+            "LUA_PATH": f"{BENCH}/?.lua;;",
+            "BENCH_USER_ID": (auth or {}).get("X-User-Id", ""),
+            "BENCH_TOKEN": (auth or {}).get("X-Auth-Token", ""),
+            **(env or {}),
+        }
+        cmd = [
+            self.binary, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
+            f"--timeout={self.timeout_s}s", "-s", str(BENCH / script), f"http://127.0.0.1:{port}{target}",
+        ]
+        try:
+            proc = subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=duration + self.timeout_s + 30)
+        except subprocess.TimeoutExpired as exc:
+            raise BenchError(f"wrk did not finish in time: {' '.join(cmd)}") from exc
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
+        if proc.returncode != 0 or not lines:
+            raise BenchError(f"wrk failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        raw = json.loads(lines[-1][len("BENCH_RESULT ") :])
+        seconds = raw["duration_us"] / 1e6
+        errors = raw["errors"]
+        latency = raw["latency_us"]
+        return WrkResult(
+            raw=raw,
+            rps=raw["requests"] / seconds if seconds else 0.0,
+            p50_ms=latency["p50"] / 1000,
+            p99_ms=latency["p99"] / 1000,
+            requests=raw["requests"],
+            non2xx=raw["non2xx"],
+            socket_errors=errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
+        )
+
+
+def find_wrk(explicit: str | None) -> str:
+    path = explicit or shutil.which("wrk")
+    if not path or not os.access(path, os.X_OK):
+        raise SystemExit(WRK_INSTALL_HINT)
+    return path
+
+
+def lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+# ---------------------------------------------------------------------------
+# Mode: ratios (service vs ceiling)
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Mix:
+    reads: list[str]  # distinct read targets
+    writes: list[dict[str, str]]  # {"m", "p", "k", "a"?}
+    sequence: list[dict[str, str]]  # the 1000-request cycle the Lua script walks
+
+
+def build_mix(info: SeedInfo, rng: random.Random, size: int = 1000, write_share: float = 0.10) -> Mix:
+    """90% reads over random pages, filters and ids; 10% writes (create, update, agents upsert).
+
+    Updates and agent upserts touch only a pool of departments at the end of the name order (not
+    on the first pages, not the `get` department), and creates sort after every seeded name, so
+    the pages the other workloads read keep their bodies."""
+    visible = info.visible_sorted
+    n = len(visible)
+    reads: set[str] = set()
+    words = [w.lower() for w in NOUNS + ADJECTIVES]
+    sorts = ['{"name":-1}', '{"numAgents":-1}', '{"_updatedAt":-1}', '{"email":1}']
+    while len(reads) < 120:  # pages
+        reads.add(f"{API}/department?" + urlencode({"offset": rng.randrange(0, max(1, n - 10)), "count": rng.choice([10, 25, 50])}))
+    while len(reads) < 200:  # filters
+        params: dict[str, Any] = {"text": rng.choice(words)[: rng.randint(3, 8)]}
+        if rng.random() < 0.4:
+            params["enabled"] = "true"
+        if rng.random() < 0.3:
+            params["sort"] = rng.choice(sorts)
+        if rng.random() < 0.2:
+            params["showArchived"] = "true"
+        params["offset"] = rng.choice([0, 0, 0, 25, 50])
+        params["count"] = rng.choice([10, 25, 50])
+        reads.add(f"{API}/department?" + urlencode(params, quote_via=quote))
+    while len(reads) < 360:  # ids (archived ones too)
+        reads.add(f"{API}/department/{rng.choice(info.ids)}")
+    while len(reads) < 400:  # a department's agents
+        reads.add(f"{API}/department/{rng.choice(info.ids)}/agents")
+    read_list = sorted(reads)
+
+    pool = [i for i in visible[-60:] if i != info.get_id]
+    writes = []
+    n_writes = round(size * write_share)
+    for k in range(n_writes):
+        kind = ("create", "update", "agents")[k % 3]
+        if kind == "create":
+            writes.append({"m": "POST", "p": f"{API}/department", "k": "create"})
+        elif kind == "update":
+            writes.append({"m": "PUT", "p": f"{API}/department/{rng.choice(pool)}", "k": "update"})
+        else:
+            writes.append(
+                {"m": "POST", "p": f"{API}/department/{rng.choice(pool)}/agents", "k": "agents", "a": rng.choice(info.agent_ids)}
+            )
+    n_reads = size - n_writes
+    read_seq = (read_list * (n_reads // len(read_list) + 1))[:n_reads]
+    sequence = [{"m": "GET", "p": p, "k": "read"} for p in read_seq] + writes
+    rng.shuffle(sequence)
+    return Mix(read_list, writes, sequence)
+
+
+def write_mix_lua(mix: Mix, path: Path) -> None:
+    lines = ["MIX = {"]
+    for r in mix.sequence:
+        fields_ = ", ".join(f"{k} = {lua_string(v)}" for k, v in r.items())
+        lines.append(f"  {{ {fields_} }},")
+    lines.append("}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+WRITE_SAMPLES = {
+    "create": lambda: json.dumps(
+        {"department": {"name": "zz bench capture", "email": "capture@bench.example", "enabled": True, "showOnRegistration": True}}
+    ),
+    "update": lambda: json.dumps({"department": {"description": "bench capture"}}),
+    "agents": lambda a: json.dumps({"upsert": [{"agentId": a, "count": 0, "order": 0}], "remove": []}),
+}
+
+
+def capture_bodies(port: int, auth: dict[str, str], reads: list[str], mix: Mix) -> dict[str, list[Any]]:
+    """The service's real answers: one real write of each kind first (its body answers every write
+    of that kind in the ceiling), then every read target (after the writes, so the bodies are current)."""
+    table: dict[str, list[Any]] = {}
+    write_json = {**auth, "Content-Type": "application/json"}
+    by_kind: dict[str, tuple[int, str, bytes]] = {}
+    for w in mix.writes:
+        if w["k"] in by_kind:
+            continue
+        body = WRITE_SAMPLES[w["k"]](w["a"]) if w["k"] == "agents" else WRITE_SAMPLES[w["k"]]()
+        status, ctype, raw = http_request(port, w["m"], w["p"], write_json, body.encode())
+        if not 200 <= status < 300:
+            raise BenchError(f"capture: {w['m']} {w['p']} answered {status}: {raw[:300]!r}")
+        by_kind[w["k"]] = (status, ctype, raw)
+    for w in mix.writes:
+        status, ctype, raw = by_kind[w["k"]]
+        table[f"{w['m']} {w['p']}"] = [status, ctype, base64.b64encode(raw).decode()]
+    for target in ["/api/info", *reads]:
+        status, ctype, raw = http_request(port, "GET", target, auth)
+        if not 200 <= status < 300:
+            raise BenchError(f"capture: GET {target} answered {status}: {raw[:300]!r}")
+        table[f"GET {target}"] = [status, ctype, base64.b64encode(raw).decode()]
+    return table
+
+
+def verify_identical(service_port: int, ceiling_port: int, auth: dict[str, str], targets: list[str]) -> None:
+    for target in targets:
+        a = http_request(service_port, "GET", target, auth)
+        b = http_request(ceiling_port, "GET", target)
+        if a != b:
+            raise BenchError(f"ceiling body differs from the service's for GET {target}: {a[:2]} {len(a[2])} B vs {b[:2]} {len(b[2])} B")
+
+
+def mode_ratios(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, Any]:
+    log(f"== ratios: {args.departments} departments on {'PostgreSQL' if args.database_url else 'SQLite'}, "
+        f"{args.workers} sync workers, wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} rounds ==")
+    database = BenchDatabase(args.database_url, workdir, "ratios")
+    service = ceiling = None
+    failures: list[str] = []
+    try:
+        info = seed_database(database.url, args.departments)
+        log(f"seeded {args.departments} departments ({sum(info.num_agents.values())} agent links) in {info.seconds:.1f}s; "
+            f"get target {info.get_id} ({info.num_agents[info.get_id]} agents)")
+        service = start_service(workdir, database.url, args.workers, "ratios")
+        auth = login(service.port)
+        get_target = f"{API}/department/{info.get_id}"
+        mix = build_mix(info, random.Random(7))
+        reads = [LIST_TARGET, get_target, *mix.reads]
+        table = capture_bodies(service.port, auth, reads, mix)
+        bodies_path = workdir / "ceiling_bodies.json"
+        bodies_path.write_text(json.dumps(table))
+        mix_path = workdir / "mixed_requests.lua"
+        write_mix_lua(mix, mix_path)
+        sizes = {t: len(base64.b64decode(table[f"GET {t}"][2])) for t in (LIST_TARGET, get_target)}
+        log(f"captured {len(table)} bodies (list {sizes[LIST_TARGET]} B, get {sizes[get_target]} B)")
+
+        ceiling = Server(
+            "ceiling", BENCH / "gunicorn_ceiling.conf.py", "bench.ceiling_app:app", workers=args.workers,
+            workdir=workdir, env={"CEILING_BODIES": str(bodies_path)},
+        )
+        ceiling.start()
+        verify_identical(service.port, ceiling.port, auth, reads)
+        log(f"ceiling serves byte-identical bodies for all {len(reads)} read URLs")
+
+        workloads = {
+            "list": (LIST_TARGET, "single.lua", {}),
+            "get": (get_target, "single.lua", {}),
+            "mixed": ("/", "mixed.lua", {"BENCH_MIXED_DATA": str(mix_path)}),
+        }
+        servers = {"service": service, "ceiling": ceiling}
+        if args.warmup:
+            for name, (target, script, env) in workloads.items():
+                for server in servers.values():
+                    wrk.run(server.port, target, script, args.warmup, auth=auth, env=env)
+        results: dict[str, list[dict[str, Any]]] = {w: [] for w in workloads}
+        for rnd in range(args.rounds):
+            order = ["service", "ceiling"] if rnd % 2 == 0 else ["ceiling", "service"]
+            for name, (target, script, env) in workloads.items():
+                got = {s: wrk.run(servers[s].port, target, script, args.duration, auth=auth, env=env) for s in order}
+                ratio = got["service"].rps / got["ceiling"].rps if got["ceiling"].rps else 0.0
+                results[name].append({"service": got["service"], "ceiling": got["ceiling"], "ratio": ratio})
+                log(f"round {rnd + 1} {name:5s}  service {got['service'].line()}")
+                log(f"              ceiling {got['ceiling'].line()}   ratio {ratio:.3f}")
+                for s, r in got.items():
+                    if r.non2xx or r.socket_errors:
+                        failures.append(f"{name} round {rnd + 1} {s}: {r.non2xx} non-2xx {r.raw['statuses']}, {r.socket_errors} socket errors")
+        log("")
+        log(f"{'workload':8s} {'service req/s':>14s} {'p99 ms':>8s} {'ceiling req/s':>14s} {'p99 ms':>8s} {'ratio':>7s}   (medians of {args.rounds} rounds)")
+        summary = {}
+        for name, rows in results.items():
+            med = {
+                "service_rps": statistics.median(r["service"].rps for r in rows),
+                "service_p99_ms": statistics.median(r["service"].p99_ms for r in rows),
+                "ceiling_rps": statistics.median(r["ceiling"].rps for r in rows),
+                "ceiling_p99_ms": statistics.median(r["ceiling"].p99_ms for r in rows),
+                "ratio": statistics.median(r["ratio"] for r in rows),
+                "ratios": [round(r["ratio"], 4) for r in rows],
+                "service_non2xx": sum(r["service"].non2xx for r in rows),
+            }
+            summary[name] = med
+            log(f"{name:8s} {med['service_rps']:14.1f} {med['service_p99_ms']:8.2f} {med['ceiling_rps']:14.1f} "
+                f"{med['ceiling_p99_ms']:8.2f} {med['ratio']:7.3f}   per round {med['ratios']}")
+        for f in failures:
+            log(f"FAIL: {f}")
+        ratio_line = " ".join(f"ratio_{w}={summary[w]['ratio']:.3f}" for w in ("list", "get", "mixed"))
+        rounds_raw = {w: [{k: (v.raw if isinstance(v, WrkResult) else v) for k, v in r.items()} for r in rows] for w, rows in results.items()}
+        return {"summary": summary, "rounds": rounds_raw, "failures": failures, "ratio_line": ratio_line}
+    finally:
+        for server in (ceiling, service):
+            if server is not None:
+                server.stop()
+        if not args.keep:
+            database.drop()
+
+
+# ---------------------------------------------------------------------------
+# Mode: growth
+# ---------------------------------------------------------------------------
+
+
+def mode_growth(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, Any]:
+    log(f"== growth: sizes {args.sizes} on {'PostgreSQL' if args.database_url else 'SQLite'}, {args.workers} sync workers, "
+        f"wrk -t1 -c{args.growth_connections} -d{args.duration}s per query ==")
+    out: dict[str, Any] = {}
+    failures: list[str] = []
+    table_rows = []
+    for n in args.sizes:
+        database = BenchDatabase(args.database_url, workdir, f"growth{n}")
+        service = None
+        try:
+            info = seed_database(database.url, n)
+            service = start_service(workdir, database.url, args.workers, f"growth{n}")
+            rss_idle = service.rss_mib()
+            auth = login(service.port)
+            deep = max(0, len(info.visible_sorted) - 100)
+            queries = {
+                "list": f"{API}/department",
+                "text": f"{API}/department?text={TEXT_TERM}",
+                "offset": f"{API}/department?offset={deep}&count=50",
+                "get": f"{API}/department/{info.get_id}",
+            }
+            checks = {}
+            for q, target in queries.items():
+                status, _, raw = http_request(service.port, "GET", target, auth)
+                if status != 200:
+                    raise BenchError(f"growth {n} {q}: GET {target} answered {status}: {raw[:300]!r}")
+                body = json.loads(raw)
+                checks[q] = {"bytes": len(raw), "total": body.get("total"), "count": body.get("count")}
+            log(f"N={n}: seeded in {info.seconds:.1f}s; text '{TEXT_TERM}' matches {checks['text']['total']}, "
+                f"offset={deep} returns {checks['offset']['count']} departments; worker RSS at start "
+                + ", ".join(f"{v:.1f}" for v in rss_idle.values()) + " MiB")
+            results = {}
+            for q, target in queries.items():
+                if args.warmup:
+                    wrk.run(service.port, target, "single.lua", args.warmup, auth=auth, threads=1, connections=args.growth_connections)
+                r = wrk.run(service.port, target, "single.lua", args.duration, auth=auth, threads=1, connections=args.growth_connections)
+                results[q] = r
+                log(f"  N={n:<7d} {q:6s} {r.line()}")
+                if r.non2xx or r.socket_errors:
+                    failures.append(f"growth N={n} {q}: {r.non2xx} non-2xx {r.raw['statuses']}, {r.socket_errors} socket errors")
+            rss = service.rss_mib()
+            log(f"  N={n:<7d} worker RSS after load: " + ", ".join(f"pid {p}: {v:.1f} MiB" for p, v in rss.items()))
+            out[str(n)] = {
+                "seed_seconds": round(info.seconds, 1),
+                "queries": {q: {"target": queries[q], "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "rps": r.rps, "raw": r.raw, **checks[q]} for q, r in results.items()},
+                "rss_mib_start": list(rss_idle.values()),
+                "rss_mib_after": list(rss.values()),
+            }
+            table_rows.append((n, results, rss))
+        finally:
+            if service is not None:
+                service.stop()
+            if not args.keep:
+                database.drop()
+    log("")
+    header = f"{'N':>7s} " + " ".join(f"{q + ' p50/p99 ms':>20s}" for q in ("list", "text", "offset", "get")) + "   RSS/worker MiB"
+    log(header)
+    for n, results, rss in table_rows:
+        cells = " ".join(f"{results[q].p50_ms:9.2f}/{results[q].p99_ms:<9.2f}".rjust(20) for q in ("list", "text", "offset", "get"))
+        log(f"{n:7d} {cells}   " + ", ".join(f"{v:.1f}" for v in rss.values()))
+    for f in failures:
+        log(f"FAIL: {f}")
+    return {"sizes": out, "failures": failures}
+
+
+# ---------------------------------------------------------------------------
+# Mode: concurrent writes
+# ---------------------------------------------------------------------------
+
+
+def mode_writes(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, Any]:
+    conns = args.writes_connections
+    log(f"== writes: {args.writes_workers} workers x {conns} connections (wrk -t{conns} -c{conns}, one connection per "
+        f"thread), {args.writes_duration}s, {args.hot} hot departments, on {'PostgreSQL' if args.database_url else 'SQLite'} ==")
+    database = BenchDatabase(args.database_url, workdir, "writes")
+    service = None
+    failures: list[str] = []
+    try:
+        info = seed_database(database.url, args.writes_departments)
+        hot = info.visible_sorted[: args.hot]
+        service = start_service(workdir, database.url, args.writes_workers, "writes")
+        auth = login(service.port)
+        r = wrk.run(
+            service.port, "/", "writes.lua", args.writes_duration, auth=auth, threads=conns, connections=conns,
+            env={"BENCH_HOT_IDS": ",".join(hot)},
+        )
+        service.stop()  # graceful: the requests in flight when wrk stopped complete first
+        service = None
+
+        engine = appdb.make_engine(database.url)
+        try:
+            with engine.connect() as conn:
+                names = [row[0] for row in conn.execute(sa.text("SELECT name FROM departments WHERE name LIKE 'bw-t%'"))]
+                extras = dict(conn.execute(sa.select(models.Department.id, models.Department.extra).where(models.Department.id.in_(hot))).all())
+        finally:
+            engine.dispose()
+        by_thread: dict[int, set[str]] = defaultdict(set)
+        for name in names:
+            match = re.fullmatch(r"bw-t(\d+)-(\d+)", name)
+            if match:
+                by_thread[int(match.group(1))].add(name)
+
+        lost = phantom = missing_creates = extra_creates = failed_but_present = 0
+        creates_ok = updates_ok = uncertain = 0
+        problems = []
+        for t in r.raw["threads"]:
+            tid = t["tid"]
+            counters = t["counters"] or []
+            uncertain_last = t["uncertain_last"] or []
+            present = by_thread.get(tid, set())
+            maybe = set(t["uncertain_names"] or [])
+            if t.get("in_flight_kind") == "create":
+                maybe.add(t["in_flight_name"])
+            maybe_present = len(present & maybe)
+            uncertain += len(maybe)
+            failed = set(t["create_failed"] or []) & present
+            failed_but_present += len(failed)
+            expected = t["created"] + maybe_present
+            creates_ok += t["created"]
+            updates_ok += t["updates_ok"]
+            if len(present) < expected:
+                missing_creates += expected - len(present)
+                problems.append(f"thread {tid}: {len(present)} departments in the database, {expected} answered 2xx")
+            elif len(present) > expected:
+                extra_creates += len(present) - expected
+                problems.append(f"thread {tid}: {len(present)} departments in the database, only {expected} answered 2xx")
+            for j, hot_id in enumerate(hot):
+                stored = (extras.get(hot_id) or {}).get(f"bw_t{tid}", 0)
+                want = counters[j] if j < len(counters) else 0
+                allowed = {want}
+                if j < len(uncertain_last) and uncertain_last[j]:
+                    allowed.add(uncertain_last[j])
+                if t.get("in_flight_kind") == "update" and t.get("in_flight_j") == j + 1:
+                    allowed.add(t["in_flight_value"])
+                    uncertain += 1
+                if stored not in allowed:
+                    if stored < want:
+                        lost += 1
+                    else:
+                        phantom += 1
+                    problems.append(f"thread {tid} department {hot_id}: stored {stored}, client saw 2xx up to {want}")
+        seconds = r.raw["duration_us"] / 1e6
+        ok_total = r.requests - r.non2xx
+        result = {
+            "requests": r.requests, "seconds": seconds, "ok_per_s": ok_total / seconds if seconds else 0,
+            "creates_2xx": creates_ok, "updates_2xx": updates_ok, "non2xx": r.non2xx, "statuses": r.raw["statuses"],
+            "socket_errors": r.socket_errors, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
+            "lost_updates": lost, "phantom_updates": phantom, "missing_creates": missing_creates,
+            "extra_creates": extra_creates, "failed_creates_present": failed_but_present,
+            "uncertain_requests": uncertain, "problems": problems[:20], "raw": r.raw,
+        }
+        log(f"{r.requests} requests in {seconds:.1f}s: {result['ok_per_s']:.1f} 2xx/s ({creates_ok} creates, {updates_ok} updates), "
+            f"non-2xx {r.non2xx} {r.raw['statuses']}, socket errors {r.socket_errors}, p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms")
+        log(f"check: lost_updates={lost} phantom_updates={phantom} missing_creates={missing_creates} "
+            f"extra_creates={extra_creates} failed_creates_present={failed_but_present} "
+            f"(uncertain in-flight requests accepted either way: {uncertain})")
+        for p in problems[:20]:
+            log(f"  {p}")
+        if r.non2xx or r.socket_errors:
+            failures.append(f"writes: {r.non2xx} non-2xx {r.raw['statuses']}, {r.socket_errors} socket errors")
+        if lost or phantom or missing_creates or extra_creates or failed_but_present:
+            failures.append("writes: the database disagrees with what the clients were told (see above)")
+        for f in failures:
+            log(f"FAIL: {f}")
+        result["failures"] = failures
+        return result
+    finally:
+        if service is not None:
+            service.stop()
+        if not args.keep:
+            database.drop()
+
+
+# ---------------------------------------------------------------------------
+# Mode: profile (in-process)
+# ---------------------------------------------------------------------------
+
+
+def bucket_of(file_path: str, function: str) -> str:
+    """Which layer a function belongs to, for the time breakdown."""
+    path = file_path.replace("\\", "/")
+    if path in ("~", "") or path.startswith("<"):
+        if "sqlite3" in function or "psycopg" in function:
+            return "db driver (C)"
+        if "_json" in function or "encode_basestring" in function:
+            return "json (C)"
+        return "builtins (C)"
+    if "/site-packages/" in path:
+        package = path.split("/site-packages/", 1)[1].split("/", 1)[0]
+        if package == "werkzeug" and path.endswith("/test.py"):
+            return "werkzeug test client (not in production)"
+        if package.startswith("psycopg"):
+            return "db driver (psycopg)"
+        return package
+    if path.startswith(str(ROOT)) and "/.venv/" not in path:
+        return f"service: {Path(path).name}"
+    if "/json/" in path:
+        return "json"
+    return "stdlib"
+
+
+def profile_target(app: Any, client: Any, auth: dict[str, str], target: str, requests: int, out_dir: Path, label: str) -> dict[str, Any]:
+    engine = app.extensions["db.engine"]
+    statements: list[str] = []
+
+    def on_execute(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
+        statements.append(" ".join(statement.split()))
+
+    for _ in range(50):  # warm-up (compiled-statement caches, imports)
+        assert client.get(target, headers=auth).status_code == 200
+    sa.event.listen(engine, "before_cursor_execute", on_execute)
+    client.get(target, headers=auth)
+    sa.event.remove(engine, "before_cursor_execute", on_execute)
+
+    started = time.perf_counter()
+    for _ in range(requests):
+        client.get(target, headers=auth)
+    plain_ms = (time.perf_counter() - started) * 1000 / requests
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(requests):
+        client.get(target, headers=auth)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
+    buckets: dict[str, float] = defaultdict(float)
+    rows = []
+    for (file_path, line, function), (_cc, ncalls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        buckets[bucket_of(file_path, function)] += tottime
+        short = file_path.split("/site-packages/", 1)[-1].replace(str(ROOT) + "/", "")
+        rows.append((tottime, cumtime, ncalls, f"{short}:{line}({function})"))
+    rows.sort(reverse=True)
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(60)
+    (out_dir / f"profile-{label}-cprofile.txt").write_text(text.getvalue())
+
+    result: dict[str, Any] = {
+        "target": target, "ms_per_request": plain_ms, "sql_statements": statements,
+        "cprofile_buckets_pct": {k: 100 * v / total for k, v in sorted(buckets.items(), key=lambda kv: -kv[1])},
+        "cprofile_top_own_time": [
+            {"own_ms_per_req": 1000 * tt / requests, "cum_ms_per_req": 1000 * ct / requests, "calls_per_req": nc / requests, "function": fn}
+            for tt, ct, nc, fn in rows[:15]
+        ],
+    }
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        result["pyinstrument"] = "not installed (.venv/bin/pip install pyinstrument)"
+        return result
+    sampler = Profiler(interval=0.0002)
+    sampler.start()
+    for _ in range(requests):
+        client.get(target, headers=auth)
+    sampler.stop()
+    (out_dir / f"profile-{label}-pyinstrument.txt").write_text(sampler.output_text(unicode=True, color=False, show_all=False))
+    sampled: dict[str, float] = defaultdict(float)
+
+    def walk(frame: Any) -> None:
+        path, function = frame.file_path or "", frame.function or ""
+        name = bucket_of(path, function)
+        # C calls made from a Python frame are sampled as that frame's own time: the DBAPI's
+        # execute/fetch show up as self time of SQLAlchemy's do_execute/fetch functions.
+        if name == "sqlalchemy" and (function in ("do_execute", "do_executemany") or function.startswith("fetch")):
+            name = "db driver (via sqlalchemy do_execute/fetch)"
+        sampled[name] += frame.total_self_time if hasattr(frame, "total_self_time") else frame.self_time
+        for child in frame.children:
+            walk(child)
+
+    root = sampler.last_session.root_frame() if sampler.last_session else None
+    if root is not None:
+        walk(root)
+        whole = sum(sampled.values()) or 1
+        result["pyinstrument_buckets_pct"] = {k: 100 * v / whole for k, v in sorted(sampled.items(), key=lambda kv: -kv[1])}
+    return result
+
+
+def mode_profile(args: argparse.Namespace, wrk: Wrk | None, workdir: Path) -> dict[str, Any]:
+    log(f"== profile: one list and one get request, in-process with app.test_client(), {args.departments} departments "
+        f"on {'PostgreSQL' if args.database_url else 'SQLite'} ==")
+    database = BenchDatabase(args.database_url, workdir, "profile")
+    try:
+        info = seed_database(database.url, args.departments)
+        from app import create_app
+
+        app = create_app({"DATABASE_URL": database.url, "ADMIN_PASS": ADMIN_PASS, "LOG_LEVEL": "WARNING"})
+        client = app.test_client()
+        response = client.post("/api/v1/login", json={"user": ADMIN_USER, "password": ADMIN_PASS})
+        data = response.get_json()["data"]
+        auth = {"X-User-Id": data["userId"], "X-Auth-Token": data["authToken"]}
+        out_dir = args.out
+        report = {}
+        for label, target in (("list", LIST_TARGET), ("get", f"{API}/department/{info.get_id}")):
+            r = profile_target(app, client, auth, target, args.profile_requests, out_dir, label)
+            report[label] = r
+            log(f"\n-- {label}: GET {target}: {r['ms_per_request']:.2f} ms/request in-process (no profiler), "
+                f"{len(r['sql_statements'])} SQL statements:")
+            for s in r["sql_statements"]:
+                log(f"     {s[:150]}{'…' if len(s) > 150 else ''}")
+            if "pyinstrument_buckets_pct" in r:
+                log("   time by layer (pyinstrument, sampled self time): "
+                    + ", ".join(f"{k} {v:.1f}%" for k, v in r["pyinstrument_buckets_pct"].items() if v >= 0.5))
+            log("   time by layer (cProfile own time; inflates many-small-calls code): "
+                + ", ".join(f"{k} {v:.1f}%" for k, v in r["cprofile_buckets_pct"].items() if v >= 0.5))
+            log("   top functions by own time (cProfile, per request):")
+            for row in r["cprofile_top_own_time"][:12]:
+                log(f"     own {row['own_ms_per_req']:6.3f} ms  cum {row['cum_ms_per_req']:6.3f} ms  "
+                    f"calls {row['calls_per_req']:7.1f}  {row['function']}")
+        app.extensions["db.engine"].dispose()
+        log(f"\nfull profiles: {out_dir}/profile-*-cprofile.txt" + (", profile-*-pyinstrument.txt" if "pyinstrument_buckets_pct" in report["list"] else ""))
+        return report
+    finally:
+        if not args.keep:
+            database.drop()
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=("ratios", "growth", "writes", "profile", "all"), default="ratios")
+    p.add_argument("--database-url", help="PostgreSQL URL (default: a SQLite file in a temporary directory)")
+    p.add_argument("--rounds", type=int, default=3, help="ratios: rounds, each runs service and ceiling once per workload (>= 3)")
+    p.add_argument("--duration", type=float, default=5, help="seconds per wrk run (ratios, growth)")
+    p.add_argument("--warmup", type=float, default=1, help="seconds of warm-up per server and workload (0: none)")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (ratios)")
+    p.add_argument("--connections", type=int, default=8, help="wrk connections (ratios)")
+    p.add_argument("--timeout", type=int, default=30, help="wrk per-request timeout, seconds")
+    p.add_argument("--workers", type=int, default=2, help="gunicorn workers (ratios, growth)")
+    p.add_argument("--departments", type=int, default=1000, help="departments seeded for ratios and profile")
+    p.add_argument("--sizes", default="1000,10000,100000", help="growth: department counts")
+    p.add_argument("--growth-connections", type=int, default=2, help="growth: wrk connections (= workers: latency without queueing)")
+    p.add_argument("--writes-workers", type=int, default=4)
+    p.add_argument("--writes-connections", type=int, default=16)
+    p.add_argument("--writes-duration", type=float, default=10)
+    p.add_argument("--writes-departments", type=int, default=100, help="writes: departments seeded first")
+    p.add_argument("--hot", type=int, default=4, help="writes: departments every connection updates")
+    p.add_argument("--profile-requests", type=int, default=300)
+    p.add_argument("--wrk", help="path of the wrk binary (default: wrk on PATH)")
+    p.add_argument("--out", type=Path, default=BENCH / "out", help="where results JSON and profiles go")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory, databases and server logs")
+    args = p.parse_args(argv)
+    args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.mode in ("ratios", "all") and args.rounds < 3:
+        p.error("--rounds must be at least 3 (the ratios are medians of >= 3 rounds)")
+    if args.connections < args.workers + 1:
+        log(f"note: {args.connections} connections for {args.workers} workers may not keep every worker busy")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wrk = None if args.mode == "profile" else Wrk(find_wrk(args.wrk), args.threads, args.connections, args.timeout)
+    args.out.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
+    failures: list[str] = []
+    try:
+        modes = ["ratios", "growth", "writes"] if args.mode == "all" else [args.mode]
+        for mode in modes:
+            runner = {"ratios": mode_ratios, "growth": mode_growth, "writes": mode_writes, "profile": mode_profile}[mode]
+            try:
+                results[mode] = runner(args, wrk, workdir)  # type: ignore[arg-type]
+            except BenchError as exc:
+                failures.append(f"{mode}: {exc}")
+                log(f"FAIL: {mode}: {exc}")
+                continue
+            failures.extend(results[mode].get("failures", []) if isinstance(results[mode], dict) else [])
+            log("")
+    finally:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        backend = "postgresql" if args.database_url else "sqlite"
+        out_file = args.out / f"results-{args.mode}-{backend}-{stamp}.json"
+        out_file.write_text(json.dumps(results, indent=1, default=str))
+        if args.keep:
+            log(f"kept {workdir} (databases, server logs, captured bodies)")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    log(f"results: {out_file}")
+    if failures:
+        print("FAILED: " + "; ".join(failures), file=sys.stderr, flush=True)
+    if "ratios" in results:
+        log(results["ratios"]["ratio_line"])  # the last line, as the issue asks
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

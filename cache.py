@@ -1,0 +1,60 @@
+"""Per-process read caches, each valid for one committed data version (see models.DataVersion).
+
+A request reads the data version first, then looks up what it needs here. Any committed
+write increments the version, so every worker drops what it cached at its next request:
+no entry outlives the data it was computed from, and there is nothing to invalidate by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+from flask import current_app
+
+import db
+
+T = TypeVar("T")
+
+
+class VersionedCache(Generic[T]):
+    """Entries of the current data version only; a newer version empties the cache."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self.version: int | None = None
+        self.entries: dict[Hashable, T] = {}
+
+    def get_or_build(self, version: int, key: Hashable, build: Callable[[], T]) -> T:
+        if version != self.version:
+            self.version = version
+            self.entries = {}
+        try:
+            return self.entries[key]
+        except KeyError:
+            value = build()
+            if len(self.entries) >= self.max_entries:
+                self.entries.pop(next(iter(self.entries)))  # the oldest entry goes
+            self.entries[key] = value
+            return value
+
+
+class Caches:
+    """The caches of one application (one per gunicorn worker)."""
+
+    def __init__(self, enabled: bool, max_responses: int = 2048) -> None:
+        self.enabled = enabled
+        self.callers: VersionedCache[object] = VersionedCache(10_000)
+        self.permissions: VersionedCache[dict[str, frozenset[str]]] = VersionedCache(1)
+        self.responses: VersionedCache[bytes] = VersionedCache(max_responses)
+
+
+def caches() -> Caches:
+    return current_app.extensions["caches"]
+
+
+def cached(cache: VersionedCache[T], key: Hashable, build: Callable[[], T]) -> T:
+    """`build()` once per data version and key (or every time when caching is off)."""
+    if not caches().enabled:
+        return build()
+    return cache.get_or_build(db.data_version(), key, build)

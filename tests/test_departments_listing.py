@@ -1,0 +1,387 @@
+"""Listing departments and agents: pagination, sort, search and filters.
+
+GET livechat/department and livechat/departments/archived (shared/spec §2.1, §2.6, §3.8),
+GET livechat/department/:_id/agents (§2.10), GET livechat/agents/:agentId/departments (§4.6),
+with the choices of decisions.md (literal, Unicode case-insensitive `text`; byte-wise name order
+with an `_id` tie-break; `onlyMyDepartments`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from conftest import API, create_department, set_setting
+
+LIST = f"{API}/livechat/department"
+ARCHIVED = f"{API}/livechat/departments/archived"
+
+
+def url(department_id: str, suffix: str = "") -> str:
+    return f"{API}/livechat/department/{department_id}{suffix}"
+
+
+def listing(client, headers, path: str = LIST, **query: Any) -> dict[str, Any]:
+    response = client.get(path, query_string=query, headers=headers)
+    assert response.status_code == 200, response.json
+    assert response.json["success"] is True
+    return response.json
+
+
+def names(client, headers, path: str = LIST, **query: Any) -> list[str]:
+    return [d["name"] for d in listing(client, headers, path, **query)["departments"]]
+
+
+def create_many(client, headers, n: int) -> list[dict[str, Any]]:
+    return [create_department(client, headers, name=f"dep {i:03d}") for i in range(n)]
+
+
+def archive(client, headers, department_id: str) -> None:
+    response = client.post(url(department_id, "/archive"), headers=headers)
+    assert response.status_code == 200, response.json
+
+
+# ---------------------------------------------------------------------------
+# Pagination (§3.8)
+# ---------------------------------------------------------------------------
+
+
+def test_offset_and_count_give_a_page_and_total_counts_all_matches(client, auth):
+    create_many(client, auth.admin, 5)
+    body = listing(client, auth.admin, offset=1, count=2)
+    assert [d["name"] for d in body["departments"]] == ["dep 001", "dep 002"]
+    assert (body["count"], body["offset"], body["total"]) == (2, 1, 5)  # count = page length
+
+
+def test_offset_past_the_end_is_an_empty_page(client, auth):
+    create_many(client, auth.admin, 3)
+    body = listing(client, auth.admin, offset=10, count=2)
+    assert (body["departments"], body["count"], body["offset"], body["total"]) == ([], 0, 10, 3)
+
+
+def test_total_counts_all_matches_of_the_filter(client, auth):
+    for name in ("alpha one", "alpha two", "alpha three", "beta"):
+        create_department(client, auth.admin, name=name)
+    body = listing(client, auth.admin, text="alpha", count=1)
+    assert (body["count"], body["total"]) == (1, 3)
+
+
+def test_default_page_is_50_cap_is_100_and_count_0_is_all(client, auth):
+    create_many(client, auth.admin, 105)
+    default = listing(client, auth.admin)
+    assert (len(default["departments"]), default["count"], default["total"]) == (50, 50, 105)
+    capped = listing(client, auth.admin, count=500)
+    assert (len(capped["departments"]), capped["total"]) == (100, 105)
+    everything = listing(client, auth.admin, count=0)
+    assert len(everything["departments"]) == 105
+    assert [d["name"] for d in everything["departments"]] == [f"dep {i:03d}" for i in range(105)]
+    tail = listing(client, auth.admin, count=0, offset=100)
+    assert [d["name"] for d in tail["departments"]] == [f"dep {i:03d}" for i in range(100, 105)]
+
+
+def test_pagination_settings_change_default_cap_and_infinite_count(client, auth):
+    create_many(client, auth.admin, 8)
+    set_setting(client, auth.admin, "API_Default_Count", 3)
+    set_setting(client, auth.admin, "API_Upper_Count_Limit", 5)
+    assert len(listing(client, auth.admin)["departments"]) == 3
+    assert len(listing(client, auth.admin, count=7)["departments"]) == 5
+    assert len(listing(client, auth.admin, count=0)["departments"]) == 8  # API_Allow_Infinite_Count default true
+    set_setting(client, auth.admin, "API_Allow_Infinite_Count", False)
+    assert len(listing(client, auth.admin, count=0)["departments"]) == 3  # falls back to the default count
+
+
+def test_archived_list_is_paginated_too(client, auth):
+    for department in create_many(client, auth.admin, 4):
+        archive(client, auth.admin, department["_id"])
+    body = listing(client, auth.admin, ARCHIVED, count=3, offset=1)
+    assert [d["name"] for d in body["departments"]] == ["dep 001", "dep 002", "dep 003"]
+    assert (body["count"], body["offset"], body["total"]) == (3, 1, 4)
+
+
+# ---------------------------------------------------------------------------
+# Sort (§2.1, §3.8, decisions.md byte-wise order with _id tie-break)
+# ---------------------------------------------------------------------------
+
+
+def test_default_order_is_byte_wise_by_name(client, auth):
+    given = ["b", "B", "a", "A", "Z", "_x", "é", "e", "É", "10", "9"]
+    for name in given:
+        create_department(client, auth.admin, name=name)
+    expected = sorted(given, key=lambda s: s.encode("utf-8"))
+    assert names(client, auth.admin) == expected
+    assert names(client, auth.admin, sort=json.dumps({"name": 1})) == expected
+
+
+def test_sort_descending_by_name(client, auth):
+    given = ["b", "B", "a", "A", "é"]
+    for name in given:
+        create_department(client, auth.admin, name=name)
+    assert names(client, auth.admin, sort='{"name":-1}') == sorted(given, key=lambda s: s.encode(), reverse=True)
+
+
+def test_equal_names_are_ordered_by_id(client, auth):
+    ids = [create_department(client, auth.admin, name="same")["_id"] for _ in range(4)]
+    create_department(client, auth.admin, name="before")
+    body = listing(client, auth.admin)
+    assert [d["_id"] for d in body["departments"][1:]] == sorted(ids, key=lambda s: s.encode())
+    # the tie-break also makes pages stable
+    page_ids = [d["_id"] for offset in range(5) for d in listing(client, auth.admin, count=1, offset=offset)["departments"]]
+    assert page_ids == [d["_id"] for d in body["departments"]]
+
+
+@pytest.mark.parametrize("path", [LIST, ARCHIVED, "agents", f"{API}/livechat/department.listByIds?ids[]=x"])
+@pytest.mark.parametrize("raw", ['{"name":2}', "not json", '["name"]', '{"name":"asc"}'])
+def test_invalid_sort_is_error_invalid_sort(client, auth, raw, path):
+    # §3.8 parseJsonQuery (for listByIds it runs before the ids check, §2.12).
+    if path == "agents":
+        path = url(create_department(client, auth.admin)["_id"], "/agents")
+    response = client.get(path, query_string={"sort": raw}, headers=auth.admin)
+    assert response.status_code == 400
+    assert response.json == {
+        "success": False,
+        "error": f"Invalid sort parameter provided: {json.dumps(raw)} [error-invalid-sort]",
+        "errorType": "error-invalid-sort",
+        "details": {"helperMethod": "parseJsonQuery"},
+    }
+
+
+# ---------------------------------------------------------------------------
+# `text` (decisions.md: literal, case-insensitive across Unicode, substring)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("%", ["100% sure"]),
+        ("_", ["a_b"]),
+        (".*", ["a.*z"]),
+        ("a.b", []),
+        ("[ab]", ["x[ab]"]),
+        ("\\", ["back\\slash"]),
+        ("^a", []),
+        ("b", ["a_b", "abz", "axb", "back\\slash", "x[ab]"]),
+    ],
+)
+def test_text_is_matched_literally(client, auth, text, expected):
+    for name in ("100% sure", "100 pct", "a_b", "axb", "a.*z", "abz", "x[ab]", "back\\slash"):
+        create_department(client, auth.admin, name=name)
+    assert names(client, auth.admin, text=text) == expected
+
+
+def test_text_is_case_insensitive_across_unicode(client, auth):
+    for name in ("École", "ÉCOLE du soir", "ecole", "Отдел продаж", "Straße"):
+        create_department(client, auth.admin, name=name)
+    assert names(client, auth.admin, text="école") == ["ÉCOLE du soir", "École"]
+    assert names(client, auth.admin, text="ÉCOLE") == ["ÉCOLE du soir", "École"]
+    assert names(client, auth.admin, text="отдел") == ["Отдел продаж"]
+    assert names(client, auth.admin, text="ОТДЕЛ ПРОДАЖ") == ["Отдел продаж"]
+    assert names(client, auth.admin, text="STRAßE") == ["Straße"]
+
+
+def test_text_search_in_the_archived_list(client, auth):
+    for name in ("Old sales", "old support", "new sales"):
+        department = create_department(client, auth.admin, name=name)
+        if name.lower().startswith("old"):
+            archive(client, auth.admin, department["_id"])
+    assert names(client, auth.admin, ARCHIVED, text="SALES") == ["Old sales"]
+    assert names(client, auth.admin, text="sales") == ["new sales"]
+
+
+# ---------------------------------------------------------------------------
+# Filters (§2.1, §2.6)
+# ---------------------------------------------------------------------------
+
+
+def test_enabled_true_filters_and_enabled_false_does_not(client, auth):
+    create_department(client, auth.admin, name="on", enabled=True)
+    create_department(client, auth.admin, name="off", enabled=False)
+    assert names(client, auth.admin, enabled="true") == ["on"]
+    assert names(client, auth.admin, enabled="false") == ["off", "on"]  # §2.1 QUIRK: no filter
+    assert names(client, auth.admin, enabled="yes") == ["off", "on"]
+    assert names(client, auth.admin) == ["off", "on"]
+
+
+def test_exclude_department_id(client, auth):
+    first = create_department(client, auth.admin, name="first")
+    create_department(client, auth.admin, name="second")
+    assert names(client, auth.admin, excludeDepartmentId=first["_id"]) == ["second"]
+    assert names(client, auth.admin, excludeDepartmentId="unknown") == ["first", "second"]
+
+
+def test_show_archived(client, auth):
+    create_department(client, auth.admin, name="active")
+    archived = create_department(client, auth.admin, name="archived")
+    archive(client, auth.admin, archived["_id"])
+    assert names(client, auth.admin) == ["active"]
+    assert names(client, auth.admin, showArchived="false") == ["active"]
+    assert names(client, auth.admin, showArchived="true") == ["active", "archived"]
+    assert listing(client, auth.admin, showArchived="true")["total"] == 2
+
+
+def test_archived_list_holds_only_archived_and_ignores_enabled_and_show_archived(client, auth):
+    create_department(client, auth.admin, name="active")
+    gone = create_department(client, auth.admin, name="gone")
+    back = create_department(client, auth.admin, name="back")
+    archive(client, auth.admin, gone["_id"])
+    archive(client, auth.admin, back["_id"])
+    assert client.post(url(back["_id"], "/unarchive"), headers=auth.admin).status_code == 200
+    assert names(client, auth.admin, ARCHIVED) == ["gone"]
+    # §2.6: same schema as the list, so enabled/showArchived are accepted but ignored
+    assert names(client, auth.admin, ARCHIVED, enabled="true") == ["gone"]
+    assert names(client, auth.admin, ARCHIVED, showArchived="false") == ["gone"]
+    assert names(client, auth.admin, ARCHIVED, excludeDepartmentId=gone["_id"]) == []
+
+
+@pytest.mark.parametrize("path", [LIST, ARCHIVED])
+@pytest.mark.parametrize("param", ["foo", "fields", "departmentUnit"])
+def test_unknown_query_parameter_is_invalid_params(client, auth, path, param):
+    # §2.1: additionalProperties false (`fields` is absent from the newest schema).
+    response = client.get(path, query_string={param: "x"}, headers=auth.admin)
+    assert response.status_code == 400
+    assert response.json == {
+        "success": False,
+        "error": "must NOT have additional properties [invalid-params]",
+        "errorType": "invalid-params",
+    }
+
+
+def test_only_my_departments_must_be_true_or_false(client, auth):
+    response = client.get(LIST, query_string={"onlyMyDepartments": "yes"}, headers=auth.admin)
+    assert response.status_code == 400
+    assert response.json == {
+        "success": False,
+        "error": "must be equal to one of the allowed values [invalid-params]",
+        "errorType": "invalid-params",
+    }
+
+
+def test_only_my_departments_for_an_agent_lists_the_departments_they_belong_to(client, auth):
+    # decisions.md: for callers without view-livechat-departments, "departments I am an agent of".
+    agent = auth.create_user("me.agent", ["livechat-agent"])
+    create_department(client, auth.admin, name="mine", agents=[{"agentId": agent["_id"]}])
+    create_department(client, auth.admin, name="not mine")
+    headers = auth.login("me.agent", "pass-word-1")
+    assert names(client, headers, onlyMyDepartments="true") == ["mine"]
+    assert listing(client, headers, onlyMyDepartments="true")["total"] == 1
+    assert names(client, headers, onlyMyDepartments="false") == ["mine", "not mine"]
+    assert names(client, headers) == ["mine", "not mine"]
+    # a caller with view-livechat-departments: no filter
+    assert names(client, auth.admin, onlyMyDepartments="true") == ["mine", "not mine"]
+
+
+# ---------------------------------------------------------------------------
+# GET livechat/department/:_id/agents (§2.10)
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def staffed(client, auth) -> dict[str, Any]:
+    """A department with five agents, created in an order that is not the username order."""
+    usernames = ["carol", "alice", "eve", "bob", "dave"]
+    users = [auth.create_user(name) for name in usernames]
+    department = create_department(client, auth.admin, agents=[{"agentId": u["_id"]} for u in users])
+    create_department(client, auth.admin, name="other", agents=[{"agentId": users[0]["_id"]}])
+    return department
+
+
+def agent_names(body: dict[str, Any]) -> list[str]:
+    return [a["username"] for a in body["agents"]]
+
+
+def test_department_agents_default_sort_is_by_username(client, auth, staffed):
+    body = listing(client, auth.admin, url(staffed["_id"], "/agents"))
+    assert agent_names(body) == ["alice", "bob", "carol", "dave", "eve"]
+    assert (body["count"], body["offset"], body["total"]) == (5, 0, 5)
+    assert all(a["departmentId"] == staffed["_id"] for a in body["agents"])
+
+
+def test_department_agents_pagination(client, auth, staffed):
+    body = listing(client, auth.admin, url(staffed["_id"], "/agents"), count=2, offset=1)
+    assert agent_names(body) == ["bob", "carol"]
+    assert (body["count"], body["offset"], body["total"]) == (2, 1, 5)
+    assert agent_names(listing(client, auth.admin, url(staffed["_id"], "/agents"), count=0)) == [
+        "alice", "bob", "carol", "dave", "eve",
+    ]
+
+
+def test_department_agents_pagination_follows_the_settings(client, auth, staffed):
+    set_setting(client, auth.admin, "API_Default_Count", 2)
+    set_setting(client, auth.admin, "API_Upper_Count_Limit", 3)
+    assert agent_names(listing(client, auth.admin, url(staffed["_id"], "/agents"))) == ["alice", "bob"]
+    assert len(listing(client, auth.admin, url(staffed["_id"], "/agents"), count=10)["agents"]) == 3
+
+
+def test_department_agents_sort_descending(client, auth, staffed):
+    body = listing(client, auth.admin, url(staffed["_id"], "/agents"), sort='{"username":-1}')
+    assert agent_names(body) == ["eve", "dave", "carol", "bob", "alice"]
+
+
+def test_department_agents_items_are_link_documents(client, auth, staffed):
+    [first] = listing(client, auth.admin, url(staffed["_id"], "/agents"), count=1)["agents"]
+    assert set(first) == {"_id", "agentId", "departmentId", "username", "departmentEnabled", "count", "order", "_updatedAt"}
+
+
+# ---------------------------------------------------------------------------
+# GET livechat/agents/:agentId/departments (§4.6)
+# ---------------------------------------------------------------------------
+
+
+def test_agent_departments_join_the_department_name_and_filter_enabled(client, auth):
+    agent = auth.create_user("busy.agent", ["livechat-agent"])
+    on = create_department(client, auth.admin, name="Support", agents=[{"agentId": agent["_id"], "count": 2, "order": 1}])
+    off = create_department(client, auth.admin, name="Sales", enabled=False, agents=[{"agentId": agent["_id"]}])
+    create_department(client, auth.admin, name="Elsewhere")
+    path = f"{API}/livechat/agents/{agent['_id']}/departments"
+
+    every = client.get(path, headers=auth.admin)
+    assert every.status_code == 200
+    items = {d["departmentId"]: d for d in every.json["departments"]}
+    assert set(items) == {on["_id"], off["_id"]}
+    assert {d["departmentName"] for d in items.values()} == {"Support", "Sales"}
+    support = items[on["_id"]]
+    assert set(support) == {
+        "_id", "agentId", "departmentId", "departmentName", "username", "count", "order", "departmentEnabled", "_updatedAt",
+    }
+    assert (support["agentId"], support["username"], support["count"], support["order"], support["departmentEnabled"]) == (
+        agent["_id"], "busy.agent", 2, 1, True,
+    )
+    assert items[off["_id"]]["departmentEnabled"] is False
+
+    only = client.get(path, query_string={"enabledDepartmentsOnly": "true"}, headers=auth.admin).json["departments"]
+    assert [d["departmentName"] for d in only] == ["Support"]
+    both = client.get(path, query_string={"enabledDepartmentsOnly": "false"}, headers=auth.admin).json["departments"]
+    assert len(both) == 2
+
+
+def test_agent_departments_show_the_current_department_name(client, auth):
+    agent = auth.create_user("renamed.agent")
+    department = create_department(client, auth.admin, name="Before", agents=[{"agentId": agent["_id"]}])
+    response = client.put(url(department["_id"]), json={"department": {"name": "After"}}, headers=auth.admin)
+    assert response.status_code == 200, response.json
+    items = client.get(f"{API}/livechat/agents/{agent['_id']}/departments", headers=auth.admin).json["departments"]
+    assert [d["departmentName"] for d in items] == ["After"]
+
+
+def test_agent_can_read_their_own_departments(client, auth):
+    agent = auth.create_user("self.agent", ["livechat-agent"])
+    create_department(client, auth.admin, name="Mine", agents=[{"agentId": agent["_id"]}])
+    headers = auth.login("self.agent", "pass-word-1")
+    response = client.get(f"{API}/livechat/agents/{agent['_id']}/departments", headers=headers)
+    assert response.status_code == 200
+    assert [d["departmentName"] for d in response.json["departments"]] == ["Mine"]
+
+
+@pytest.mark.parametrize("path", [LIST, ARCHIVED, "agents"])
+def test_huge_offset_is_an_empty_page_or_a_400_never_a_server_error(client, auth, path):
+    # decisions.md: never a 500. Rocket.Chat parses offset with parseInt (§3.8).
+    department = create_department(client, auth.admin, agents=[{"agentId": auth.create_user("someone")["_id"]}])
+    target = url(department["_id"], "/agents") if path == "agents" else path
+    response = client.get(target, query_string={"offset": "99999999999999999999"}, headers=auth.admin)
+    assert response.status_code in (200, 400), response.json
+    assert response.headers["Content-Type"] == "application/json"
+    if response.status_code == 200:
+        items = response.json["agents" if path == "agents" else "departments"]
+        assert items == [] and response.json["count"] == 0

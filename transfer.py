@@ -1,0 +1,980 @@
+"""Data in and out of the service: the JSON export document, Rocket.Chat's mongoexport files,
+and online SQLite backups. cli.py is the command line over these; nothing here uses click.
+
+Imports are one transaction: the whole input is validated first (types, lengths, references),
+then written, and any failure leaves the database as it was. They are idempotent: rows are
+matched by id and written only when they differ, so importing the same data twice changes
+nothing the second time. `numAgents` is recomputed from the links, never taken from the input.
+A user of the input whose username or email belongs to a *different* local user replaces that
+local user (the input wins; the summary says so), because a new installation always starts
+with an `admin` of its own that would otherwise block restoring the old one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import Boolean, Column, Integer, String, delete, func, insert, or_, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+import db
+import services
+from department_service import COLUMNS as DEPARTMENT_KEYS
+from models import (
+    ID_MAX,
+    Base,
+    Department,
+    DepartmentAgent,
+    LoginToken,
+    Permission,
+    Role,
+    Setting,
+    User,
+    UserRole,
+    UTCDateTime,
+    utcnow,
+)
+
+FORMAT = "livechat-departments"
+FORMAT_VERSION = 1
+CHUNK = 500  # rows per statement (and per progress step)
+MAX_ERRORS = 20  # validation errors listed before giving up
+
+# Document key -> (model, columns not exported). Also the order of the export document.
+SECTIONS: dict[str, tuple[type[Base], tuple[str, ...]]] = {
+    "departments": (Department, ("name_folded",)),  # derived from name
+    "department_agents": (DepartmentAgent, ()),
+    "users": (User, ()),
+    "permissions": (Permission, ()),
+    "settings": (Setting, ()),
+}
+LABELS = {
+    "departments": "departments",
+    "department_agents": "agent links",
+    "users": "users",
+    "permissions": "permissions",
+    "settings": "settings",
+}
+OUTCOMES = ("new", "updated", "unchanged", "replaced", "skipped")
+
+
+class TransferError(Exception):
+    """A failure reported to the operator as is; nothing was changed."""
+
+
+class Progress(Protocol):
+    def start(self, total: int) -> None: ...
+
+    def advance(self, count: int) -> None: ...
+
+
+class NoProgress:
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, count: int) -> None:
+        pass
+
+
+@dataclass
+class Report:
+    """What an import did: counts per section and outcome, and notes grouped by reason."""
+
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+
+    def count(self, section: str, outcome: str, n: int = 1) -> None:
+        self.counts.setdefault(section, Counter())[outcome] += n
+
+    def note(self, reason: str, item: str | None = None) -> None:
+        items = self.notes.setdefault(reason, [])
+        if item is not None:
+            items.append(item)
+
+    def lines(self) -> list[str]:
+        lines = []
+        for section, label in LABELS.items():
+            counts = self.counts.get(section)
+            if counts:
+                parts = [f"{counts[outcome]} {outcome}" for outcome in OUTCOMES if counts[outcome]]
+                lines.append(f"{label}: {', '.join(parts) or 'none'}")
+        for reason, items in self.notes.items():
+            shown = ", ".join(items[:10]) + (f", … and {len(items) - 10} more" if len(items) > 10 else "")
+            lines.append(f"note: {reason}" + (f" ({len(items)}): {shown}" if items else ""))
+        return lines
+
+
+def _chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _columns(section: str) -> list[Column[Any]]:
+    model, left_out = SECTIONS[section]
+    return [column for column in model.__table__.columns if column.name not in left_out]  # type: ignore[attr-defined]
+
+
+def _table(section: str) -> Any:
+    return SECTIONS[section][0].__table__  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------
+
+
+def _json_value(value: Any) -> Any:
+    # Full precision (microseconds), so an import restores exactly what was stored.
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def export_document(
+    session: Session, *, with_password_hashes: bool = False, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Every department, agent link, user (with roles), permission and setting, read in one
+    consistent snapshot, as one JSON-ready document."""
+    progress = progress or NoProgress()
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    # On SQLite the read transaction (WAL) is a snapshot from its first statement on.
+    totals = {section: session.scalar(select(func.count()).select_from(_table(section))) or 0 for section in SECTIONS}
+    progress.start(sum(totals.values()))
+    roles: dict[str, list[str]] = {}
+    for user_id, role_id in session.execute(select(UserRole.user_id, UserRole.role_id).order_by(UserRole.role_id)):
+        roles.setdefault(user_id, []).append(role_id)
+
+    document: dict[str, Any] = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "exportedAt": _json_value(utcnow()),
+        "passwordHashes": with_password_hashes,
+    }
+    for section in SECTIONS:
+        columns = _columns(section)
+        if section == "users" and not with_password_hashes:
+            columns = [column for column in columns if column.name != "password_hash"]
+        table = _table(section)
+        rows = []
+        for row in session.execute(select(*columns).order_by(table.c.id)).mappings():
+            item = {key: _json_value(value) for key, value in row.items()}
+            if section == "users":
+                item["roles"] = roles.get(item["id"], [])
+            rows.append(item)
+            if len(rows) % CHUNK == 0:
+                progress.advance(CHUNK)
+        progress.advance(len(rows) % CHUNK)
+        document[section] = rows
+    return document
+
+
+# ---------------------------------------------------------------------------
+# Validation of an export document
+# ---------------------------------------------------------------------------
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.messages.append(message)
+
+    def raise_if_any(self, what: str) -> None:
+        if self.messages:
+            listed = self.messages[:MAX_ERRORS]
+            more = len(self.messages) - len(listed)
+            lines = "\n".join(f"  - {message}" for message in listed) + (f"\n  - … and {more} more" if more else "")
+            raise TransferError(f"{what}; nothing was imported:\n{lines}")
+
+
+class _Invalid(ValueError):
+    pass
+
+
+def _value(column: Column[Any], value: Any) -> Any:
+    """`value` checked against the column's type (JSON dates become aware datetimes)."""
+    if value is None:
+        if column.nullable:
+            return None
+        raise _Invalid(f"{column.name} must not be null")
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        if isinstance(value, datetime):
+            parsed: datetime | None = value
+        else:
+            try:
+                parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+            except ValueError:
+                parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            raise _Invalid(f"{column.name} must be an ISO 8601 date and time with a time zone")
+        return parsed.astimezone(UTC)
+    if isinstance(kind, Boolean):
+        if type(value) is not bool:
+            raise _Invalid(f"{column.name} must be true or false")
+        return value
+    if isinstance(kind, Integer):
+        if type(value) is not int:
+            raise _Invalid(f"{column.name} must be an integer")
+        return value
+    if isinstance(kind, String):  # Text too
+        if not isinstance(value, str):
+            raise _Invalid(f"{column.name} must be a string")
+        if kind.length is not None and len(value) > kind.length:
+            raise _Invalid(f"{column.name} must be at most {kind.length} characters")
+        return value
+    return value  # JSON
+
+
+def _is_primitive(value: Any) -> bool:
+    return isinstance(value, (str, bool, int, float))
+
+
+def _string_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _check_section_row(section: str, row: dict[str, Any]) -> None:
+    """Rules beyond the column types."""
+    if section == "departments":
+        extra = row.get("extra")
+        if not isinstance(extra, dict) or not all(_is_primitive(v) for v in extra.values()):
+            raise _Invalid("extra must be an object of strings, numbers and booleans")
+        for key in ("chat_closing_tags", "departments_allowed_to_forward"):
+            if row.get(key) is not None and not _string_list(row[key]):
+                raise _Invalid(f"{key} must be a list of strings")
+    elif section == "department_agents":
+        if row["count"] < 0 or row["order"] < 0:
+            raise _Invalid("count and order must be >= 0")
+    elif section == "users":
+        if not _string_list(row.get("roles")):
+            raise _Invalid("roles must be a list of strings")
+    elif section == "permissions":
+        if not _string_list(row.get("roles")):
+            raise _Invalid("roles must be a list of role ids")
+    elif section == "settings":
+        expected = services.SETTING_TYPES.get(row["id"])
+        if expected is not None and type(row["value"]) is not expected:
+            raise _Invalid(f"value must be of type {expected.__name__}")
+
+
+def parse_document(document: Any) -> dict[str, list[dict[str, Any]]]:
+    """Check an export document in full; return its rows with typed values."""
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise TransferError(f'not an export of this service (no "format": "{FORMAT}")')
+    if document.get("version") != FORMAT_VERSION:
+        raise TransferError(
+            f"unsupported export format version {document.get('version')!r} (this version reads {FORMAT_VERSION})"
+        )
+    unknown = set(document) - set(SECTIONS) - {"format", "version", "exportedAt", "passwordHashes"}
+    if unknown:
+        raise TransferError(f"unknown top-level key(s): {', '.join(sorted(unknown))}")
+    errors = _Errors()
+    data: dict[str, list[dict[str, Any]]] = {}
+    for section in SECTIONS:
+        raw_rows = document.get(section, [])
+        if not isinstance(raw_rows, list):
+            errors.add(f"{section} must be a list")
+            continue
+        columns = _columns(section)
+        known = {column.name for column in columns} | ({"roles"} if section == "users" else set())
+        rows, seen = [], set()
+        for index, raw in enumerate(raw_rows):
+            where = f"{section}[{index}]"
+            if not isinstance(raw, dict):
+                errors.add(f"{where}: must be an object")
+                continue
+            if isinstance(raw.get("id"), str):
+                where += f" (id {raw['id']!r})"
+            row: dict[str, Any] = {}
+            try:
+                unknown_keys = set(raw) - known
+                if unknown_keys:
+                    raise _Invalid(f"unknown field(s) {', '.join(sorted(unknown_keys))}")
+                for column in columns:
+                    if column.name in raw:
+                        row[column.name] = _value(column, raw[column.name])
+                    elif column.name == "password_hash":
+                        pass  # absent: keep the password the user has here (none for a new user)
+                    elif column.nullable:
+                        row[column.name] = None
+                    else:
+                        raise _Invalid(f"missing field {column.name}")
+                if section == "users":
+                    row["roles"] = raw.get("roles")
+                _check_section_row(section, row)
+            except _Invalid as error:
+                errors.add(f"{where}: {error}")
+                continue
+            if row["id"] in seen:
+                errors.add(f"{where}: the id appears twice")
+                continue
+            seen.add(row["id"])
+            if section == "users" and row.get("email"):
+                row["email"] = row["email"].lower()
+            rows.append(row)
+        data[section] = rows
+    for key in ("username", "email"):
+        counts = Counter(row[key] for row in data.get("users", []) if row.get(key))
+        for value, n in counts.items():
+            if n > 1:
+                errors.add(f"users: {key} {value!r} appears {n} times")
+    pairs = Counter((row["department_id"], row["agent_id"]) for row in data.get("department_agents", []))
+    for (department_id, agent_id), n in pairs.items():
+        if n > 1:
+            errors.add(f"department_agents: agent {agent_id!r} is linked to department {department_id!r} {n} times")
+    errors.raise_if_any("the file is not a valid export")
+    return data
+
+
+# ---------------------------------------------------------------------------
+# Writing (shared by both imports)
+# ---------------------------------------------------------------------------
+
+
+def _begin_write(session: Session) -> None:
+    """One write transaction for the whole import, serialised with the service's writers."""
+    session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text(
+                "LOCK TABLE users, user_roles, login_tokens, departments, department_agents, permissions, settings "
+                "IN SHARE ROW EXCLUSIVE MODE"
+            )
+        )
+
+
+def _existing(session: Session, section: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    table = _table(section)
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(ids):
+        for row in session.execute(select(table).where(table.c.id.in_(chunk))).mappings():
+            found[row["id"]] = dict(row)
+    return found
+
+
+def _upsert(
+    session: Session, section: str, rows: list[dict[str, Any]], report: Report, progress: Progress
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Insert new rows and update changed ones (by id). Returns (inserted, updated)."""
+    if not rows:
+        return [], []
+    model = SECTIONS[section][0]
+    existing = _existing(session, section, [row["id"] for row in rows])
+    inserted, updated = [], []
+    for row in rows:
+        old = existing.get(row["id"])
+        if old is None:
+            inserted.append(row)
+        elif any(old[key] != value for key, value in row.items()):
+            updated.append(row)
+    for chunk in _chunks(inserted):
+        session.execute(insert(model), chunk)
+        progress.advance(len(chunk))
+    for chunk in _chunks(updated):
+        session.execute(update(model), chunk)  # ORM bulk UPDATE by primary key
+        progress.advance(len(chunk))
+    progress.advance(len(rows) - len(inserted) - len(updated))
+    report.count(section, "new", len(inserted))
+    report.count(section, "updated", len(updated))
+    report.count(section, "unchanged", len(rows) - len(inserted) - len(updated))
+    return inserted, updated
+
+
+def _delete_users(session: Session, user_ids: list[str]) -> set[str]:
+    """Remove local users with their roles, sessions and links; returns the departments touched."""
+    departments = set(
+        session.scalars(select(DepartmentAgent.department_id).where(DepartmentAgent.agent_id.in_(user_ids)))
+    )
+    session.execute(delete(DepartmentAgent).where(DepartmentAgent.agent_id.in_(user_ids)))
+    session.execute(delete(LoginToken).where(LoginToken.user_id.in_(user_ids)))
+    session.execute(delete(UserRole).where(UserRole.user_id.in_(user_ids)))
+    session.execute(delete(User).where(User.id.in_(user_ids)))
+    return departments
+
+
+def _replace_conflicting_users(session: Session, users: list[dict[str, Any]], report: Report) -> tuple[set[str], set[str]]:
+    """Local users holding the username or email of an incoming user under another id are replaced.
+
+    Returns (ids of the replaced local users, departments whose links were removed with them).
+    """
+    incoming_ids = {row["id"] for row in users}
+    by_username = {row["username"]: row for row in users}
+    by_email = {row["email"]: row for row in users if row.get("email")}
+    conflicts: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for chunk in _chunks(users):
+        usernames = [row["username"] for row in chunk]
+        emails = [row["email"] for row in chunk if row.get("email")]
+        local = session.execute(
+            select(User.id, User.username, User.email, User.password_hash).where(
+                or_(User.username.in_(usernames), User.email.in_(emails))
+            )
+        )
+        for row in local:
+            if row.id in incoming_ids:
+                continue  # updated in place; a swap of usernames fails on the unique index
+            target = by_username.get(row.username) or by_email[row.email]
+            conflicts[row.id] = (row, target)
+    for local_id, (local, target) in conflicts.items():
+        if "password_hash" not in target and local.password_hash:
+            target["password_hash"] = local.password_hash  # the new identity keeps the local password
+        report.note(
+            "local users replaced by a user of the input with the same username or email "
+            "(their sessions ended, their department links removed)",
+            f"{local.username!r} (local id {local_id} -> {target['id']})",
+        )
+    report.count("users", "replaced", len(conflicts))
+    touched = _delete_users(session, list(conflicts)) if conflicts else set()
+    return set(conflicts), touched
+
+
+def _apply(
+    session: Session,
+    data: dict[str, list[dict[str, Any]]],
+    report: Report,
+    progress: Progress,
+    *,
+    keep_local_passwords: bool = False,
+) -> None:
+    """Write validated rows: referential checks, then permissions, settings, users, departments, links."""
+    users = data.get("users", [])
+    departments = data.get("departments", [])
+    links = data.get("department_agents", [])
+    progress.start(sum(len(rows) for rows in data.values()))
+
+    # --- references (inside the transaction, so they hold until commit) ---
+    errors = _Errors()
+    roles = set(session.scalars(select(Role.id)))
+    for section, key in (("users", "roles"), ("permissions", "roles")):
+        for row in data.get(section, []):
+            unknown = [role for role in row[key] if role not in roles]
+            if unknown:
+                errors.add(f"{section} {row['id']!r}: unknown role(s) {', '.join(unknown)}")
+    replaced, touched = _replace_conflicting_users(session, users, report)
+    user_names = {row["id"]: row["username"] for row in users}
+    department_enabled = {row["id"]: row["enabled"] for row in departments}
+    missing_users = sorted({row["agent_id"] for row in links} - set(user_names))
+    for chunk in _chunks(missing_users):
+        user_names.update({user_id: name for user_id, name in session.execute(select(User.id, User.username).where(User.id.in_(chunk)))})
+    missing_departments = sorted({row["department_id"] for row in links} - set(department_enabled))
+    for chunk in _chunks(missing_departments):
+        department_enabled.update(
+            {department_id: on for department_id, on in session.execute(select(Department.id, Department.enabled).where(Department.id.in_(chunk)))}
+        )
+    for row in links:
+        if row["agent_id"] not in user_names:
+            errors.add(f"department_agents {row['id']!r}: unknown user {row['agent_id']!r}")
+        if row["department_id"] not in department_enabled:
+            errors.add(f"department_agents {row['id']!r}: unknown department {row['department_id']!r}")
+    errors.raise_if_any("the input refers to data that does not exist")
+
+    # --- permissions and settings ---
+    _upsert(session, "permissions", data.get("permissions", []), report, progress)
+    _upsert(session, "settings", data.get("settings", []), report, progress)
+
+    # --- users and their roles ---
+    if keep_local_passwords:
+        # Rocket.Chat import: a password set (or already migrated to argon2id) here is kept.
+        local_hashes = _existing(session, "users", [row["id"] for row in users])
+        for row in users:
+            local = (local_hashes.get(row["id"]) or {}).get("password_hash")
+            if "password_hash" in row and local and not local.startswith(services.RC_BCRYPT_PREFIX):
+                del row["password_hash"]
+    user_rows = [{key: value for key, value in row.items() if key != "roles"} for row in users]
+    inserted, updated = _upsert(session, "users", user_rows, report, progress)
+    wanted_roles = {row["id"]: list(dict.fromkeys(row["roles"])) for row in users}
+    current_roles: dict[str, set[str]] = {}
+    for chunk in _chunks(list(wanted_roles)):
+        for user_id, role_id in session.execute(
+            select(UserRole.user_id, UserRole.role_id).where(UserRole.user_id.in_(chunk))
+        ):
+            current_roles.setdefault(user_id, set()).add(role_id)
+    changed = [user_id for user_id, wanted in wanted_roles.items() if set(wanted) != current_roles.get(user_id, set())]
+    for chunk in _chunks(changed):
+        session.execute(delete(UserRole).where(UserRole.user_id.in_(chunk)))
+    role_rows = [{"user_id": user_id, "role_id": role} for user_id in changed for role in wanted_roles[user_id]]
+    for chunk in _chunks(role_rows):
+        session.execute(insert(UserRole), chunk)
+    written = {row["id"] for row in inserted} | {row["id"] for row in updated}
+    role_only = len([user_id for user_id in changed if user_id not in written])
+    if role_only:  # a user whose only change is their roles counts as updated
+        report.count("users", "updated", role_only)
+        report.count("users", "unchanged", -role_only)
+
+    # --- departments, with numAgents from the links they will have ---
+    # A local link for the same (department, agent) under another id gives way to the input's.
+    pairs = {(row["department_id"], row["agent_id"]): row["id"] for row in links}
+    stale: set[str] = set()
+    for chunk in _chunks(sorted({department_id for department_id, _ in pairs})):
+        for link_id, department_id, agent_id in session.execute(
+            select(DepartmentAgent.id, DepartmentAgent.department_id, DepartmentAgent.agent_id).where(
+                DepartmentAgent.department_id.in_(chunk)
+            )
+        ):
+            if pairs.get((department_id, agent_id), link_id) != link_id:
+                stale.add(link_id)
+                touched.add(department_id)
+    for chunk in _chunks(sorted(stale)):
+        session.execute(delete(DepartmentAgent).where(DepartmentAgent.id.in_(chunk)))
+    report.count("department_agents", "replaced", len(stale))
+    link_department = {
+        link_id: department_id
+        for link_id, department_id in session.execute(select(DepartmentAgent.id, DepartmentAgent.department_id))
+    }
+    for row in links:
+        if link_department.get(row["id"], row["department_id"]) != row["department_id"]:
+            touched.add(link_department[row["id"]])  # a link moving to another department
+        link_department[row["id"]] = row["department_id"]
+    agents_of = Counter(link_department.values())
+    recomputed = 0
+    for row in departments:
+        count = agents_of.get(row["id"], 0)
+        # Absent numAgents means "never had an agent change" (shared/spec §1.4); keep it absent.
+        new_value = None if row.get("num_agents") is None and count == 0 else count
+        recomputed += new_value != row.get("num_agents")
+        row["num_agents"] = new_value
+        row["name_folded"] = row["name"].casefold()
+    if recomputed:
+        report.note("departments whose numAgents was recomputed from their links", str(recomputed))
+    _upsert(session, "departments", departments, report, progress)
+
+    # --- links; the username always comes from the user record (shared/spec §1.3) ---
+    for row in links:
+        row["username"] = user_names[row["agent_id"]]
+    _upsert(session, "department_agents", links, report, progress)
+
+    others = touched - {row["id"] for row in departments}
+    if others:
+        services.recount_agents(session, sorted(others))
+    _verify_agent_counts(session, [row["id"] for row in departments])
+
+
+def _verify_agent_counts(session: Session, department_ids: list[str]) -> None:
+    """The promise of the import: numAgents equals the number of links (or is absent with none)."""
+    for chunk in _chunks(department_ids):
+        links = (
+            select(func.count()).where(DepartmentAgent.department_id == Department.id).scalar_subquery()
+        )
+        wrong = session.scalars(
+            select(Department.id).where(
+                Department.id.in_(chunk), func.coalesce(Department.num_agents, 0) != links
+            )
+        ).all()
+        if wrong:
+            raise TransferError(f"numAgents does not match the links of department(s) {', '.join(wrong)}")
+
+
+def _finish(session: Session, dry_run: bool) -> None:
+    if dry_run:
+        session.rollback()
+    else:
+        session.commit()
+
+
+def _database_error(error: SQLAlchemyError) -> TransferError:
+    detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    return TransferError(f"the database refused the import, nothing was changed: {detail}")
+
+
+def import_document(
+    session: Session, document: Any, *, progress: Progress | None = None, dry_run: bool = False
+) -> Report:
+    """Import an export document (see export_document) in one transaction."""
+    data = parse_document(document)
+    report = Report()
+    try:
+        _begin_write(session)
+        _apply(session, data, report, progress or NoProgress())
+        _finish(session, dry_run)
+    except SQLAlchemyError as error:
+        session.rollback()
+        raise _database_error(error) from error
+    except BaseException:
+        session.rollback()
+        raise
+    return report
+
+
+# ---------------------------------------------------------------------------
+# Rocket.Chat (mongoexport) import
+# ---------------------------------------------------------------------------
+
+RC_DEPARTMENTS = "rocketchat_livechat_department.json"
+RC_LINKS = "rocketchat_livechat_department_agents.json"
+RC_USERS = "users.json"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A required department key missing from a Rocket.Chat document gets this value (and a note).
+RC_REQUIRED_DEFAULTS = {"email": "", "enabled": False, "showOnRegistration": False}
+RC_LIST_KEYS = {"chatClosingTags", "departmentsAllowedToForward"}
+
+
+def from_extended_json(value: Any) -> Any:
+    """MongoDB Extended JSON (relaxed or canonical) to Python: `$oid` -> str, `$date` -> datetime,
+    `$numberLong`/`$numberInt` -> int, `$numberDouble` -> float. Other `$` wrappers stay objects."""
+    if isinstance(value, list):
+        return [from_extended_json(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        ((key, inner),) = value.items()
+        try:
+            if key == "$oid" and isinstance(inner, str):
+                return inner
+            if key == "$date":
+                if isinstance(inner, dict) and "$numberLong" in inner:
+                    inner = int(inner["$numberLong"])
+                if isinstance(inner, int) and not isinstance(inner, bool):
+                    return EPOCH + timedelta(milliseconds=inner)
+                if isinstance(inner, str):
+                    parsed = datetime.fromisoformat(inner)
+                    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+            if key in ("$numberLong", "$numberInt") and isinstance(inner, str):
+                return int(inner)
+            if key == "$numberDouble" and isinstance(inner, str):
+                return float(inner)
+        except (ValueError, OverflowError):
+            pass  # malformed: left as an object, so it is reported as an unsupported value
+    return {key: from_extended_json(item) for key, item in value.items()}
+
+
+def read_mongoexport(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line, document) pairs of a mongoexport file: one document per line, or a `--jsonArray` file."""
+    try:
+        content = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise TransferError(f"cannot read {path}: {error}") from error
+    documents: list[tuple[int, Any]] = []
+    if content.lstrip().startswith("["):
+        try:
+            documents = [(index + 1, item) for index, item in enumerate(json.loads(content))]
+        except json.JSONDecodeError as error:
+            raise TransferError(f"{path.name}: not valid JSON: {error}") from error
+    else:
+        for number, line in enumerate(content.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                documents.append((number, json.loads(line)))
+            except json.JSONDecodeError as error:
+                raise TransferError(f"{path.name}:{number}: not a JSON document: {error.msg}") from error
+    result = []
+    for number, document in documents:
+        if not isinstance(document, dict):
+            raise TransferError(f"{path.name}:{number}: expected a JSON object")
+        result.append((number, from_extended_json(document)))
+    return result
+
+
+def _usable_id(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= ID_MAX else None
+
+
+def _rc_department(number: int, doc: dict[str, Any], report: Report) -> dict[str, Any] | None:
+    department_id = _usable_id(doc.get("_id"))
+    name = doc.get("name")
+    label = f"{name!r} ({department_id})"
+    if department_id is None:
+        report.count("departments", "skipped")
+        report.note("departments skipped: no usable _id", f"line {number}")
+        return None
+    if doc.get("type") == "u":
+        report.count("departments", "skipped")
+        report.note('units (type "u") skipped: this service has departments only', label)
+        return None
+    table = Department.__table__
+    row: dict[str, Any] = {"id": department_id, "extra": {}}
+    row.update({column: None for column in DEPARTMENT_KEYS.values()})
+    row.update({"archived": None, "type": None, "num_agents": None})
+    for key, value in doc.items():
+        if key == "_id":
+            continue
+        if key == "_updatedAt":
+            if isinstance(value, datetime):
+                row["updated_at"] = value
+            else:
+                report.note("departments: _updatedAt is not a date, kept as it was", label)
+        elif key == "numAgents":
+            # Recomputed from the links (absent stays absent when there are none).
+            row["num_agents"] = value if type(value) is int else (0 if value is not None else None)
+        elif key in ("archived", "type") or key in DEPARTMENT_KEYS:
+            column = table.c[DEPARTMENT_KEYS.get(key, key)]
+            try:
+                checked = _value(column, value) if value is not None else None
+                if key in RC_LIST_KEYS and checked is not None and not _string_list(checked):
+                    raise _Invalid(key)
+            except _Invalid:
+                report.note(f"departments: field {key!r} has an unexpected type, skipped", label)
+                continue
+            row[column.name] = checked
+        elif _is_primitive(value):
+            row["extra"][key] = value  # a custom field (shared/spec §1.1)
+        else:
+            kind = "null" if value is None else type(value).__name__.replace("dict", "object").replace("datetime", "date")
+            report.note(f"departments: field {key!r} ({kind}) is not a string, number or boolean, skipped", label)
+    if not isinstance(row["name"], str):
+        report.count("departments", "skipped")
+        report.note("departments skipped: no name", label)
+        return None
+    for key, default in RC_REQUIRED_DEFAULTS.items():
+        column = DEPARTMENT_KEYS[key]
+        if row[column] is None:
+            row[column] = default
+            report.note(f"departments: {key!r} missing, set to {json.dumps(default)}", label)
+    return row
+
+
+def _rc_user(number: int, doc: dict[str, Any], known_roles: set[str], report: Report) -> dict[str, Any] | None:
+    user_id = _usable_id(doc.get("_id"))
+    username = doc.get("username")
+    if user_id is None:
+        report.count("users", "skipped")
+        report.note("users skipped: no usable _id", f"line {number}")
+        return None
+    if not isinstance(username, str) or not 0 < len(username) <= User.__table__.c.username.type.length:
+        report.count("users", "skipped")
+        report.note("users skipped: no usable username", user_id)
+        return None
+    row: dict[str, Any] = {"id": user_id, "username": username}
+    name = doc.get("name")
+    row["name"] = name if isinstance(name, str) and len(name) <= User.__table__.c.name.type.length else username
+    emails = doc.get("emails")
+    first = emails[0] if isinstance(emails, list) and emails and isinstance(emails[0], dict) else {}
+    address = first.get("address")
+    row["email"] = address.lower() if isinstance(address, str) and len(address) <= User.__table__.c.email.type.length else None
+    row["email_verified"] = first.get("verified") is True
+    row["active"] = doc.get("active") is not False
+    for key, column in (("status", "status"), ("statusLivechat", "status_livechat")):
+        if isinstance(doc.get(key), str) and len(doc[key]) <= 32:
+            row[column] = doc[key]
+    for key, column in (("createdAt", "created_at"), ("_updatedAt", "updated_at")):
+        if isinstance(doc.get(key), datetime):
+            row[column] = doc[key]
+    roles = [role for role in doc.get("roles") or [] if isinstance(role, str)]
+    row["roles"] = [role for role in roles if role in known_roles]
+    for role in roles:
+        if role not in known_roles:
+            report.note(f"users: role {role!r} does not exist here, dropped", username)
+    services_ = doc.get("services")
+    password = services_.get("password") if isinstance(services_, dict) else None
+    hashed = password.get("bcrypt") if isinstance(password, dict) else None
+    if isinstance(hashed, str) and hashed.startswith("$2"):
+        row["password_hash"] = services.RC_BCRYPT_PREFIX + hashed
+    else:
+        report.note("users without a Rocket.Chat password (they log in once given one with set-password)", username)
+    return row
+
+
+def _rc_link(number: int, doc: dict[str, Any], report: Report) -> dict[str, Any] | None:
+    link_id, agent_id, department_id = (_usable_id(doc.get(key)) for key in ("_id", "agentId", "departmentId"))
+    if link_id is None or agent_id is None or department_id is None:
+        report.count("department_agents", "skipped")
+        report.note("agent links skipped: no usable _id, agentId or departmentId", f"line {number}")
+        return None
+    row: dict[str, Any] = {"id": link_id, "department_id": department_id, "agent_id": agent_id}
+    for key in ("count", "order"):
+        value = doc.get(key)
+        row[key] = value if type(value) is int and value >= 0 else 0
+    if isinstance(doc.get("departmentEnabled"), bool):
+        row["department_enabled"] = doc["departmentEnabled"]
+    if isinstance(doc.get("_updatedAt"), datetime):
+        row["updated_at"] = doc["_updatedAt"]
+    return row
+
+
+def _unique(
+    rows: Iterable[dict[str, Any]], key: Any, section: str, reason: str, report: Report
+) -> list[dict[str, Any]]:
+    """The first row for each key; later ones are skipped with a note."""
+    seen: set[Any] = set()
+    kept = []
+    for row in rows:
+        value = key(row)
+        if value is None or value not in seen:
+            kept.append(row)
+            if value is not None:
+                seen.add(value)
+        else:
+            report.count(section, "skipped")
+            report.note(reason, str(value))
+    return kept
+
+
+def import_rocketchat(
+    session: Session, directory: Path, *, progress: Progress | None = None, dry_run: bool = False
+) -> Report:
+    """Import Rocket.Chat's departments, agent links and users from mongoexport files, keeping ids."""
+    paths = {name: directory / name for name in (RC_DEPARTMENTS, RC_LINKS, RC_USERS)}
+    if not paths[RC_DEPARTMENTS].is_file():
+        raise TransferError(
+            f"{paths[RC_DEPARTMENTS]} not found: export it with "
+            "`mongoexport --db=rocketchat --collection=rocketchat_livechat_department --out=…`"
+        )
+    report = Report()
+    read = {name: read_mongoexport(path) if path.is_file() else [] for name, path in paths.items()}
+    for name, path in paths.items():
+        if not path.is_file():
+            report.note(f"{name} not found in {directory}, nothing read from it")
+    try:
+        _begin_write(session)
+        known_roles = set(session.scalars(select(Role.id)))
+        departments = [row for number, doc in read[RC_DEPARTMENTS] if (row := _rc_department(number, doc, report))]
+        departments = _unique(departments, lambda r: r["id"], "departments", "departments skipped: duplicate _id", report)
+        units = {doc.get("_id") for _, doc in read[RC_DEPARTMENTS] if doc.get("type") == "u"}
+        users = [row for number, doc in read[RC_USERS] if (row := _rc_user(number, doc, known_roles, report))]
+        users = _unique(users, lambda r: r["id"], "users", "users skipped: duplicate _id", report)
+        users = _unique(users, lambda r: r["username"], "users", "users skipped: duplicate username", report)
+        users = _unique(users, lambda r: r["email"], "users", "users skipped: duplicate email", report)
+        links = [row for number, doc in read[RC_LINKS] if (row := _rc_link(number, doc, report))]
+        # Rocket.Chat has no unique index on (agentId, departmentId): keep the newest of duplicates.
+        links.sort(key=lambda r: r.get("updated_at") or EPOCH, reverse=True)
+        links = _unique(links, lambda r: r["id"], "department_agents", "agent links skipped: duplicate _id", report)
+        links = _unique(
+            links, lambda r: (r["department_id"], r["agent_id"]), "department_agents",
+            "agent links skipped: the agent is linked to that department twice", report,
+        )
+        links = _rc_linkable(session, links, departments, users, units, report)
+
+        # Values Rocket.Chat did not store keep what they are here (or get defaults when new).
+        local = _existing(session, "departments", [row["id"] for row in departments])
+        for row in departments:
+            row.setdefault("updated_at", (local.get(row["id"]) or {}).get("updated_at") or utcnow())
+        _apply(
+            session,
+            {"departments": departments, "department_agents": links, "users": users},
+            report,
+            progress or NoProgress(),
+            keep_local_passwords=True,
+        )
+        _finish(session, dry_run)
+    except SQLAlchemyError as error:
+        session.rollback()
+        raise _database_error(error) from error
+    except BaseException:
+        session.rollback()
+        raise
+    return report
+
+
+def _rc_linkable(
+    session: Session,
+    links: list[dict[str, Any]],
+    departments: list[dict[str, Any]],
+    users: list[dict[str, Any]],
+    units: set[Any],
+    report: Report,
+) -> list[dict[str, Any]]:
+    """Links whose user and department exist (in the input or here). Mongo has no foreign keys,
+    so a Rocket.Chat database can hold links to deleted users: they are skipped, with a note."""
+    enabled = {row["id"]: row["enabled"] for row in departments}
+    user_ids = {row["id"] for row in users}
+    wanted_departments = sorted({row["department_id"] for row in links} - set(enabled))
+    for chunk in _chunks(wanted_departments):
+        enabled.update(
+            {department_id: on for department_id, on in session.execute(select(Department.id, Department.enabled).where(Department.id.in_(chunk)))}
+        )
+    wanted_users = sorted({row["agent_id"] for row in links} - user_ids)
+    for chunk in _chunks(wanted_users):
+        user_ids.update(session.scalars(select(User.id).where(User.id.in_(chunk))))
+    kept = []
+    for row in links:
+        if row["department_id"] in units:
+            reason = "agent links skipped: the department is a unit"
+        elif row["department_id"] not in enabled:
+            reason = "agent links skipped: unknown department"
+        elif row["agent_id"] not in user_ids:
+            reason = "agent links skipped: unknown user"
+        else:
+            row.setdefault("department_enabled", enabled[row["department_id"]])
+            row.setdefault("updated_at", utcnow())
+            kept.append(row)
+            continue
+        report.count("department_agents", "skipped")
+        report.note(reason, row["id"])
+    return kept
+
+
+# ---------------------------------------------------------------------------
+# SQLite online backup
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Backup:
+    path: Path
+    size: int
+    departments: int
+    users: int
+
+
+def sqlite_path(database_url: str) -> Path:
+    """The file of a SQLite database URL, or a TransferError saying what to do instead."""
+    url = db.normalise_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        raise TransferError(
+            "backup copies SQLite databases only, and this one is PostgreSQL: back it up with pg_dump, "
+            "e.g. `pg_dump --format=custom --file=departments.dump \"$DATABASE_URL\"` "
+            "(restore with pg_restore), or use `flask --app app export`"
+        )
+    if not url.database or url.database == ":memory:":
+        raise TransferError("an in-memory SQLite database cannot be backed up")
+    path = Path(url.database).resolve()
+    if not path.is_file():
+        raise TransferError(f"the database file {path} does not exist")
+    return path
+
+
+def backup_sqlite(database_url: str, destination: Path, *, overwrite: bool = False, busy_timeout_ms: int = 5000) -> Backup:
+    """Copy a live SQLite database into `destination`, consistently, while the service runs.
+
+    sqlite3's backup API, in one step, reads one snapshot of the database (WAL included) without
+    blocking the service's writers; the copy is written beside the destination, checked with
+    `PRAGMA integrity_check`, made a self-contained file (no -wal) and then renamed into place.
+    """
+    source_path = sqlite_path(database_url)
+    destination = destination.resolve()
+    if destination == source_path:
+        raise TransferError("the destination is the database itself")
+    if destination.is_dir():
+        raise TransferError(f"{destination} is a directory; give the path of the backup file")
+    if destination.exists() and not overwrite:
+        raise TransferError(f"{destination} already exists (use --force to replace it)")
+    if not destination.parent.is_dir():
+        raise TransferError(f"the directory {destination.parent} does not exist")
+    partial = destination.with_name(f".{destination.name}.{os.getpid()}.partial")
+    source = sqlite3.connect(source_path, timeout=busy_timeout_ms / 1000)
+    try:
+        target = sqlite3.connect(partial)
+        try:
+            source.backup(target)  # pages=-1: everything in one step, one snapshot
+            target.execute("PRAGMA journal_mode = DELETE")
+            problems = [row[0] for row in target.execute("PRAGMA integrity_check")]
+            if problems != ["ok"]:
+                raise TransferError(f"the copy failed its integrity check: {'; '.join(problems[:5])}")
+            departments = target.execute("SELECT count(*) FROM departments").fetchone()[0]
+            users = target.execute("SELECT count(*) FROM users").fetchone()[0]
+        finally:
+            target.close()
+        with open(partial, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(partial, destination)
+        directory = os.open(destination.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except sqlite3.Error as error:
+        raise TransferError(f"backup failed: {error}") from error
+    finally:
+        source.close()
+        for leftover in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm"), Path(f"{partial}-journal")):
+            leftover.unlink(missing_ok=True)
+    return Backup(destination, destination.stat().st_size, departments, users)
