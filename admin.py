@@ -9,6 +9,7 @@ from flask import Blueprint, request
 import db
 import services
 from auth import public, request_body, require_all
+from openapi import doc
 from schemas import (
     InfoSchema,
     PermissionsListQuerySchema,
@@ -30,12 +31,14 @@ bp = Blueprint("admin", __name__, url_prefix="/api")
 
 @bp.get("/info")
 @public
+@doc(response=InfoSchema, errors=(), public=True)
 def info() -> Any:
     """The server version (Rocket.Chat clients read it before logging in)."""
     return dump(InfoSchema, {"version": VERSION})
 
 
 @bp.get("/v1/permissions.listAll")
+@doc(query=PermissionsListQuerySchema, response=PermissionsListSchema)
 def list_permissions() -> Any:
     """Every permission with its roles; with `updatedSince`, only those changed after it."""
     params = load(PermissionsListQuerySchema, query_args(request.args))
@@ -44,6 +47,7 @@ def list_permissions() -> Any:
 
 
 @bp.post("/v1/permissions.update")
+@doc(body=PermissionsUpdateSchema, response=PermissionsUpdatedSchema)
 def update_permissions() -> Any:
     """Set the roles of permissions (needs `access-permissions`)."""
     data = load(PermissionsUpdateSchema, request_body())
@@ -53,6 +57,7 @@ def update_permissions() -> Any:
 
 
 @bp.get("/v1/settings/<setting_id>")
+@doc(response=SettingSchema)
 def get_setting(setting_id: str) -> Any:
     """Read one setting (needs `view-privileged-setting`)."""
     require_all("view-privileged-setting")
@@ -60,6 +65,7 @@ def get_setting(setting_id: str) -> Any:
 
 
 @bp.post("/v1/settings/<setting_id>")
+@doc(body=SettingValueSchema, response=SuccessSchema)
 def set_setting(setting_id: str) -> Any:
     """Change one setting (needs `edit-privileged-setting`)."""
     data = load(SettingValueSchema, request_body())

@@ -40,6 +40,11 @@ def config_from_env() -> dict[str, Any]:
         "DEPARTMENT_LIMIT": os.environ.get("DEPARTMENT_LIMIT") or None,
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO").upper(),
         "READ_CACHE": os.environ.get("READ_CACHE", "on").lower() not in ("0", "off", "false", "no"),
+        "LOGIN_MAX_FAILURES": _env_int("LOGIN_MAX_FAILURES", 10),
+        "LOGIN_FAILURE_WINDOW_SECONDS": _env_int("LOGIN_FAILURE_WINDOW_SECONDS", 300),
+        "LOGIN_TOKEN_TTL_DAYS": float(os.environ.get("LOGIN_TOKEN_TTL_DAYS") or 90),
+        "CORS_ORIGINS": os.environ.get("CORS_ORIGINS", ""),
+        "TRUSTED_PROXY_HOPS": _env_int("TRUSTED_PROXY_HOPS", 0),
     }
 
 
@@ -52,6 +57,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     import db
     import departments
     import errors
+    import openapi
+    import security
     import services
     import users
 
@@ -67,9 +74,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     app.extensions["caches"] = cache.Caches(enabled=app.config["READ_CACHE"])
 
+    security.init_app(app)
     app.before_request(auth.authenticate)
+    app.before_request(auth.reject_nul_characters)
     for blueprint in (auth.bp, users.bp, admin.bp, departments.bp):
         app.register_blueprint(blueprint)
+    app.add_url_rule("/api/openapi.json", view_func=auth.public(openapi.serve_document))
     errors.register_error_handlers(app)
     cli.register(app)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, g, request
@@ -17,7 +18,8 @@ import db
 import services
 from cache import cached, caches
 from errors import ApiError
-from schemas import LoginResponseSchema, LoginSchema, LogoutResponseSchema, MeSchema, dump, load
+from openapi import doc
+from schemas import LoginResponseSchema, LoginSchema, LogoutResponseSchema, MeResponseSchema, dump, load
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1")
 
@@ -32,31 +34,58 @@ def public(view: F) -> F:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: a snapshot of the user, cached per data version (cache.py)."""
+    """Who is calling: a snapshot of the user, cached per data version (cache.py).
+
+    Revoking a token (logout, password change, user deleted or deactivated) is a committed
+    write, which empties the cache; expiry is not, so it is kept here and checked on every use.
+    """
 
     id: str
     roles: frozenset[str]
+    expires_at: datetime | None = None
+
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= services.now()
 
 
 def authenticate() -> None:
     """before_request: resolve X-User-Id + X-Auth-Token into `g.caller`, or answer 401."""
     if request.routing_exception is not None or not request.path.startswith("/api/"):
         return  # unknown routes answer 404/405; health checks and docs are public
+    if request.method == "OPTIONS":
+        return  # CORS preflights carry no credentials (security.py); the answer is only `Allow`
     view = current_app.view_functions.get(request.endpoint or "")
     if getattr(view, "is_public", False):
         return
     user_id = request.headers.get("X-User-Id", "")
     token = request.headers.get("X-Auth-Token", "")
+    if _holds_nul(user_id + token):
+        raise ApiError.unauthorized()
     caller = cached(caches().callers, (user_id, token), lambda: _find_caller(user_id, token)) if user_id and token else None
-    if caller is None:
+    if caller is None or caller.expired():
         raise ApiError.unauthorized()
     g.caller = caller
     g.auth_token = token
 
 
 def _find_caller(user_id: str, token: str) -> Caller | None:
-    user = services.authenticated_user(db.session(), user_id, token)
-    return Caller(user.id, frozenset(user.roles)) if user is not None else None
+    found = services.authenticated_user(db.session(), user_id, token, token_ttl())
+    if found is None:
+        return None
+    user, expires_at = found
+    return Caller(user.id, frozenset(user.roles), expires_at)
+
+
+def token_ttl() -> timedelta | None:
+    """How long a login token lives (LOGIN_TOKEN_TTL_DAYS; 0: for ever)."""
+    days = current_app.config["LOGIN_TOKEN_TTL_DAYS"]
+    return timedelta(days=days) if days > 0 else None
+
+
+def login_throttle() -> services.LoginThrottle:
+    return services.LoginThrottle(
+        current_app.config["LOGIN_MAX_FAILURES"], timedelta(seconds=current_app.config["LOGIN_FAILURE_WINDOW_SECONDS"])
+    )
 
 
 def current_user() -> Caller:
@@ -95,20 +124,46 @@ def request_body() -> Any:
     data = request.get_json(silent=True)
     if data is None:
         raise ApiError.plain("Malformed JSON body", 400)
+    if _holds_nul(data):
+        raise ApiError.plain(NUL_ERROR)
     return data
+
+
+NUL_ERROR = "Invalid input: the NUL character (\\u0000) is not allowed"
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def reject_nul_characters() -> None:
+    """before_request: no path, query or auth header may carry NUL (PostgreSQL cannot store it)."""
+    if _holds_nul(request.path) or any(_holds_nul(k) or _holds_nul(v) for k, v in request.args.items(multi=True)):
+        raise ApiError.plain(NUL_ERROR)
 
 
 @bp.post("/login")
 @public
+@doc(body=LoginSchema, response=LoginResponseSchema, errors=(400, 401, 429), public=True)
 def login() -> Any:
     """Log in with a username/email and password, or resume with a token."""
     data = load(LoginSchema, request_body())
     session = db.session()
     if data.get("resume"):
-        user, token = services.login_with_token(session, data["resume"])
+        user, token = services.login_with_token(session, data["resume"], token_ttl())
     else:
         identifier = _identifier(data)
-        user, token = services.login(session, identifier, data.get("password"))
+        user, token = services.login(
+            session, identifier, data.get("password"),
+            # remote_addr is the peer, or what TRUSTED_PROXY_HOPS trusted proxies said (security.py)
+            client_address=request.remote_addr, throttle=login_throttle(), token_ttl=token_ttl(),
+        )
     return dump(LoginResponseSchema, {"data": {"userId": user.id, "authToken": token, "me": user}})
 
 
@@ -124,6 +179,7 @@ def _identifier(data: dict[str, Any]) -> dict[str, str]:
 
 
 @bp.route("/logout", methods=["POST", "GET"])
+@doc(response=LogoutResponseSchema, errors=(401,))
 def logout() -> Any:
     """Log out: the token of this request stops working."""
     services.logout(db.session(), g.auth_token)
@@ -131,8 +187,7 @@ def logout() -> Any:
 
 
 @bp.get("/me")
+@doc(response=MeResponseSchema, errors=(401,))
 def me() -> Any:
     """The logged-in user."""
-    body = dump(MeSchema, services.find_user(db.session(), user_id=current_user().id))
-    body["success"] = True
-    return body
+    return dump(MeResponseSchema, services.find_user(db.session(), user_id=current_user().id))

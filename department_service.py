@@ -54,6 +54,18 @@ DEPARTMENT_SORT = {
     "showOnOfflineForm": Department.show_on_offline_form,
     "archived": Department.archived,
 }
+# Fields autocomplete `conditions` may test (schemas.AUTOCOMPLETE_CONDITION_FIELDS checks the values).
+CONDITION_COLUMNS = {
+    "_id": Department.id,
+    "name": Department.name,
+    "email": Department.email,
+    "enabled": Department.enabled,
+    "archived": Department.archived,
+    "showOnRegistration": Department.show_on_registration,
+    "showOnOfflineForm": Department.show_on_offline_form,
+    "type": Department.type,
+    "numAgents": Department.num_agents,
+}
 AGENT_SORT = {
     "username": DepartmentAgent.username,
     "agentId": DepartmentAgent.agent_id,
@@ -177,7 +189,7 @@ def autocomplete(
     if agent_id is not None:
         query = ListFilter(archived=None, agent_id=agent_id).apply(query)
     for key, value in (selector.get("conditions") or {}).items():
-        column = Department.id if key == "_id" else getattr(Department, COLUMNS.get(key, key))
+        column = CONDITION_COLUMNS[key]
         if isinstance(value, dict):
             (operator, ids), = value.items()
             query = query.where(column.in_(ids) if operator == "$in" else column.not_in(ids))

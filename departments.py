@@ -18,6 +18,7 @@ import services
 from auth import current_user, granted, request_body, require_all, require_any
 from cache import cached, caches
 from errors import ApiError
+from openapi import doc
 from schemas import (
     AgentChangesSchema,
     AgentDepartmentsQuerySchema,
@@ -98,6 +99,7 @@ def _with_agents(department: Any, include_agents: bool) -> dict[str, Any]:
 
 
 @bp.get("/department")
+@doc(query=DepartmentListQuerySchema, response=DepartmentListSchema)
 def list_departments() -> Any:
     """List departments: paginated, searchable by `text`, archived ones hidden unless `showArchived=true`."""
     params = load(DepartmentListQuerySchema, query_args(request.args))
@@ -106,6 +108,7 @@ def list_departments() -> Any:
 
 
 @bp.post("/department")
+@doc(body=DepartmentCreateSchema, response=DepartmentWithAgentsSchema)
 def create_department() -> Any:
     """Create a department, with its agents."""
     body = load(DepartmentCreateSchema, request_body())
@@ -120,6 +123,7 @@ def create_department() -> Any:
 
 
 @bp.get("/department/isDepartmentCreationAvailable")
+@doc(response=CreationAvailableSchema, errors=(401, 403))
 def creation_available() -> Any:
     """Whether one more department may be created (see the `DEPARTMENT_LIMIT` setting)."""
     require_any("view-livechat-departments", MANAGE)
@@ -133,6 +137,7 @@ def creation_available() -> Any:
 
 
 @bp.get("/department/<department_id>")
+@doc(query=DepartmentGetQuerySchema, response=DepartmentWithAgentsSchema)
 def get_department(department_id: str) -> Any:
     """One department; `department: null` for an unknown id. Agents only with `view-livechat-departments`."""
     require_any(*VIEW)
@@ -150,6 +155,7 @@ def get_department(department_id: str) -> Any:
 
 
 @bp.put("/department/<department_id>")
+@doc(body=DepartmentBodySchema, response=DepartmentWithAgentsSchema)
 def update_department(department_id: str) -> Any:
     """Update a department: only the fields sent change. `agents` are upserted."""
     require_any(MANAGE, ADD_AGENTS)
@@ -168,6 +174,7 @@ def update_department(department_id: str) -> Any:
 
 
 @bp.delete("/department/<department_id>")
+@doc(response=SuccessSchema)
 def delete_department(department_id: str) -> Any:
     """Delete a department with its agent links (when `Omnichannel_enable_department_removal` is on)."""
     require_any(MANAGE, "remove-livechat-department")
@@ -181,6 +188,7 @@ def delete_department(department_id: str) -> Any:
 
 
 @bp.get("/departments/archived")
+@doc(query=DepartmentListQuerySchema, response=DepartmentListSchema)
 def list_archived() -> Any:
     """List archived departments (same parameters as the department list)."""
     params = load(DepartmentListQuerySchema, query_args(request.args))
@@ -189,6 +197,7 @@ def list_archived() -> Any:
 
 
 @bp.post("/department/<department_id>/archive")
+@doc(response=SuccessSchema)
 def archive(department_id: str) -> Any:
     """Archive a department: hidden from lists and disabled."""
     require_all(MANAGE)
@@ -197,6 +206,7 @@ def archive(department_id: str) -> Any:
 
 
 @bp.post("/department/<department_id>/unarchive")
+@doc(response=SuccessSchema)
 def unarchive(department_id: str) -> Any:
     """Unarchive a department (it stays disabled until enabled by an update)."""
     require_all(MANAGE)
@@ -205,6 +215,7 @@ def unarchive(department_id: str) -> Any:
 
 
 @bp.get("/department.autocomplete")
+@doc(query=AutocompleteQuerySchema, response=AutocompleteSchema)
 def autocomplete() -> Any:
     """Departments whose name starts with `selector.term`: `{_id, name}` items."""
     require_any(*VIEW)
@@ -223,6 +234,7 @@ def autocomplete() -> Any:
 
 
 @bp.get("/department/<department_id>/agents")
+@doc(query=DepartmentAgentsQuerySchema, response=DepartmentAgentListSchema)
 def list_agents(department_id: str) -> Any:
     """The agents of a department, paginated (default order: username)."""
     require_any(*VIEW)
@@ -241,6 +253,7 @@ def list_agents(department_id: str) -> Any:
 
 
 @bp.post("/department/<department_id>/agents")
+@doc(body=DepartmentAgentsBodySchema, response=SuccessSchema)
 def save_agents(department_id: str) -> Any:
     """Add (`upsert`) and remove (`remove`) agents of a department."""
     require_any(MANAGE, ADD_AGENTS)
@@ -251,6 +264,7 @@ def save_agents(department_id: str) -> Any:
 
 
 @bp.get("/department.listByIds")
+@doc(query=ListByIdsQuerySchema, response=DepartmentsSchema)
 def list_by_ids() -> Any:
     """The departments with the given `ids` (`ids[]=a&ids[]=b` or `ids=a&ids=b`)."""
     require_any(*VIEW)
@@ -266,6 +280,7 @@ def list_by_ids() -> Any:
 
 
 @bp.get("/agents/<agent_id>/departments")
+@doc(query=AgentDepartmentsQuerySchema, response=AgentDepartmentsSchema)
 def agent_departments(agent_id: str) -> Any:
     """The departments an agent belongs to, with their names."""
     params = load(AgentDepartmentsQuerySchema, query_args(request.args))

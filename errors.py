@@ -14,7 +14,7 @@ import psycopg
 
 from flask import Flask, Response, jsonify
 from marshmallow import ValidationError
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,16 @@ class ApiError(Exception):
     def unavailable(cls) -> ApiError:
         return cls(UNAVAILABLE, 503)
 
+    @classmethod
+    def too_many_requests(cls, seconds: int) -> ApiError:
+        # Rocket.Chat's REST rate limiter (ApiClass.enforceRateLimit): a Meteor error answered as
+        # 429 `{"success": false, "error": e.message}`, i.e. "<reason> [<code>]" with no errorType.
+        reason = (
+            "Error, too many requests. Please slow down. "
+            f"You must wait {seconds} seconds before trying this endpoint again."
+        )
+        return cls(f"{reason} [error-too-many-requests]", 429, headers={"Retry-After": str(seconds)})
+
 
 def _json(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:
     response = jsonify(body)
@@ -135,9 +145,19 @@ def handle_integrity_error(error: IntegrityError) -> Response:
     return handle_api_error(ApiError.plain("error-duplicate-entry"))
 
 
+def handle_data_error(error: DataError) -> Response:
+    # A value the database cannot hold or compare: a NUL character on PostgreSQL, a number
+    # out of range. The request is at fault, not the server (decisions.md: never a 500).
+    log.info("data error answered as 400: %s", error.orig)
+    return handle_api_error(ApiError.plain("Invalid parameter value"))
+
+
 def handle_operational_error(error: Exception) -> Response:
+    # Every OperationalError is the database's state, not the request's: unreachable, locked past
+    # busy_timeout, read-only ("attempt to write a readonly database") or full ("database or disk
+    # is full"). The transaction was rolled back, so nothing is half-written; 503 says "try later".
     log.error("database unavailable: %s", getattr(error, "orig", error))
-    return _json({"success": False, "error": "Service unavailable: database error"}, 503)
+    return _json({"success": False, "error": UNAVAILABLE}, 503)
 
 
 def handle_unexpected(error: Exception) -> Response:
@@ -150,6 +170,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ValidationError, handle_validation_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(IntegrityError, handle_integrity_error)
+    app.register_error_handler(DataError, handle_data_error)
     app.register_error_handler(OperationalError, handle_operational_error)
     # The same failure straight from the driver, where code uses a raw DBAPI connection.
     app.register_error_handler(sqlite3.OperationalError, handle_operational_error)

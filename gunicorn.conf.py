@@ -11,6 +11,12 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "sync"
 timeout = 30
 graceful_timeout = 30
+# Request head limits (README): gunicorn refuses a longer request line with 414 and a larger or
+# 101st header with 431, before the application sees the request. 8190 is gunicorn's ceiling
+# for the request line (its default is 4094); the body limit is the app's MAX_BODY_BYTES (413).
+limit_request_line = int(os.environ.get("MAX_REQUEST_LINE_BYTES") or 8190)
+limit_request_fields = int(os.environ.get("MAX_HEADER_FIELDS") or 100)
+limit_request_field_size = int(os.environ.get("MAX_HEADER_BYTES") or 8190)
 accesslog = "-"
 errorlog = "-"
 # gunicorn 27 opens a control socket at a fixed per-user path by default; two instances

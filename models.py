@@ -35,6 +35,7 @@ NAME_MAX = 256
 EMAIL_MAX = 254
 USERNAME_MAX = 120
 TEXT_MAX = 10_000
+LOGIN_KEY_MAX = 300  # "user:" + an email (254), or "ip:" + an address
 
 METEOR_ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
 
@@ -152,6 +153,20 @@ class LoginToken(Base):
     hashed_token: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LoginFailure(Base):
+    """Failed logins of one throttling key in its current window, shared by every worker.
+
+    `key` is `user:<username or email, lowercased>` or `ip:<client address>`; the window
+    starts at the first failure and lasts LOGIN_FAILURE_WINDOW_SECONDS (services.py).
+    """
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(String(LOGIN_KEY_MAX), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class Permission(Base):

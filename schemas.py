@@ -38,6 +38,16 @@ class RCDateTime(fields.Field[datetime]):
         return None if value is None else format_date(value)
 
 
+class Checked(fields.Raw):
+    """A value a Meteor pattern has already checked, loaded as is: a second validation would change
+    Rocket.Chat's messages and check order. `documented_as` describes it in the OpenAPI document
+    (openapi.py) and takes no part in validation."""
+
+    def __init__(self, documented_as: fields.Field, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.documented_as = documented_as
+
+
 class OmitNoneSchema(Schema):
     """Rocket.Chat drops `undefined` keys instead of sending null (shared/spec §3.1)."""
 
@@ -402,14 +412,22 @@ class ErrorSchema(Schema):
     details = fields.Dict()
 
 
-_NOT_NEGATIVE = validate.Range(min=0, error="must be >= 0")
+class UnauthorizedSchema(ErrorSchema):
+    """A 401 (documentation only): the Restivus-era `status`/`message` keys too."""
+
+    status = fields.Constant("error")
+    message = fields.String()
+
+
+# Upper bound: beyond it offsets overflow the databases' integers (a 500 otherwise).
+_PAGE_RANGE = [validate.Range(min=0, error="must be >= 0"), validate.Range(max=2**31 - 1, error="must be <= {max}")]
 
 
 class PaginationSchema(AjvSchema):
     """`offset`, `count` and `sort` as Rocket.Chat's list endpoints take them."""
 
-    offset = AjvNumber(allow_none=True, validate=_NOT_NEGATIVE)
-    count = AjvNumber(allow_none=True, validate=_NOT_NEGATIVE)
+    offset = AjvNumber(allow_none=True, validate=_PAGE_RANGE)
+    count = AjvNumber(allow_none=True, validate=_PAGE_RANGE)
     sort = AjvString(allow_none=True)
 
 
@@ -486,6 +504,12 @@ class UserSchema(OmitNoneSchema):
 class MeSchema(UserSchema):
     email = fields.String()
     settings = fields.Constant({"preferences": {}})
+
+
+class MeResponseSchema(MeSchema):
+    """`GET me`: the user itself is the envelope."""
+
+    success = fields.Constant(True)
 
 
 class LoginDataSchema(Schema):
@@ -729,6 +753,23 @@ class DepartmentUpdateSchema(MatchSchema):
 
     CREATING = False
 
+    # Documentation: the pattern above (DEPARTMENT_FIELDS) validates, so these only ever load
+    # values it accepted, unchanged. Other keys are custom fields (string, integer or boolean).
+    name = fields.String(validate=validate.Length(max=models.NAME_MAX))
+    email = fields.String(validate=validate.Length(max=models.EMAIL_MAX))
+    enabled = fields.Boolean()
+    showOnRegistration = fields.Boolean()
+    showOnOfflineForm = fields.Boolean()
+    description = fields.String(validate=validate.Length(max=models.TEXT_MAX))
+    requestTagBeforeClosingChat = fields.Boolean()
+    chatClosingTags = fields.List(fields.String(validate=validate.Length(max=models.NAME_MAX)))
+    fallbackForwardDepartment = fields.String(validate=validate.Length(max=models.ID_MAX))
+    departmentsAllowedToForward = fields.List(fields.String(validate=validate.Length(max=models.ID_MAX)))
+    allowReceiveForwardOffline = fields.Boolean()
+    offlineMessageChannelName = fields.String(validate=validate.Length(max=models.TEXT_MAX))
+    abandonedRoomsCloseCustomMessage = fields.String(validate=validate.Length(max=models.TEXT_MAX))
+    waitingQueueMessage = fields.String(validate=validate.Length(max=models.TEXT_MAX))
+
     @pre_load
     def _check(self, data: Any, **_kwargs: Any) -> Any:
         check(data, PlainObject)
@@ -744,6 +785,11 @@ class DepartmentCreateFieldsSchema(DepartmentUpdateSchema):
 
     CREATING = True
 
+    name = fields.String(required=True, validate=validate.Length(max=models.NAME_MAX))
+    email = fields.String(required=True, validate=validate.Length(max=models.EMAIL_MAX))
+    enabled = fields.Boolean(required=True)
+    showOnRegistration = fields.Boolean(required=True)
+
 
 AGENT_ITEM = Including(
     {
@@ -753,6 +799,21 @@ AGENT_ITEM = Including(
         "order": Maybe(NonNegativeInteger),
     }
 )
+
+
+class AgentItemSchema(Schema):
+    """One agent item of `agents`, `upsert` or `remove` (documentation only: AGENT_ITEM validates)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    agentId = fields.String(required=True, validate=validate.Length(max=models.ID_MAX))
+    username = fields.String(allow_none=True, validate=validate.Length(max=models.USERNAME_MAX))
+    count = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=2**31 - 1))
+    order = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=2**31 - 1))
+
+
+AGENT_ITEMS = fields.List(fields.Nested(AgentItemSchema))
 MAX_AGENTS_PER_REQUEST = 1000
 
 
@@ -760,6 +821,9 @@ class AgentChangesSchema(MatchSchema):
     """`{upsert: [...], remove: [...]}` as Helper.updateDepartmentAgents checks it (shared/spec §2.11)."""
 
     PATTERN = {"upsert": Maybe([AGENT_ITEM]), "remove": Maybe([AGENT_ITEM])}
+
+    upsert = Checked(AGENT_ITEMS, allow_none=True)
+    remove = Checked(AGENT_ITEMS, allow_none=True)
 
     @pre_load
     def _limit(self, data: Any, **_kwargs: Any) -> Any:
@@ -773,6 +837,9 @@ class DepartmentAgentsBodySchema(MatchSchema):
 
     PATTERN = Including({"upsert": AnyArray, "remove": AnyArray})
 
+    upsert = Checked(AGENT_ITEMS, required=True)
+    remove = Checked(AGENT_ITEMS, required=True)
+
 
 class DepartmentBodySchema(MatchSchema):
     """The envelope of a create or an update (`check(body, {department: Object, …})`)."""
@@ -782,6 +849,13 @@ class DepartmentBodySchema(MatchSchema):
         "agents": Maybe(AnyArray),
         "departmentUnit": Maybe({"_id": Optional(str)}),
     }
+
+    class Meta:
+        unknown = RAISE  # the pattern has already refused other keys
+
+    department = Checked(fields.Nested(DepartmentUpdateSchema), required=True)
+    agents = Checked(AGENT_ITEMS, allow_none=True)
+    departmentUnit = Checked(fields.Dict(), allow_none=True)
 
 
 class AjvDepartmentSchema(AjvSchema):
@@ -838,12 +912,15 @@ class DepartmentListQuerySchema(PaginationSchema):
     query = AjvString(allow_none=True)
 
 
+QUERY_STRING = {"type": "string"}  # how the OpenAPI document shows a query parameter read as is
+
+
 class DepartmentGetQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    includeAgents = fields.Raw()
-    onlyMyDepartments = fields.Raw()
+    includeAgents = fields.Raw(metadata=QUERY_STRING)
+    onlyMyDepartments = fields.Raw(metadata=QUERY_STRING)
 
 
 class DepartmentAgentsQuerySchema(PaginationSchema):
@@ -861,9 +938,9 @@ class AutocompleteQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    selector = fields.Raw()
-    onlyMyDepartments = fields.Raw()
-    showArchived = fields.Raw()
+    selector = fields.Raw(required=True, metadata={**QUERY_STRING, "description": "JSON: {term?, exceptions?, conditions?}"})
+    onlyMyDepartments = fields.Raw(metadata=QUERY_STRING)
+    showArchived = fields.Raw(metadata=QUERY_STRING)
 
     @pre_load
     def _parse_selector(self, data: Any, **_kwargs: Any) -> Any:
@@ -888,7 +965,7 @@ class AutocompleteQuerySchema(Schema):
 
 # Fields `conditions` may test for equality, and their stored type.
 AUTOCOMPLETE_CONDITION_FIELDS = {"_id": str, "name": str, "email": str, "enabled": bool, "archived": bool,
-                                 "showOnRegistration": bool, "showOnOfflineForm": bool, "type": str}
+                                 "showOnRegistration": bool, "showOnOfflineForm": bool, "type": str, "numAgents": int}
 
 
 def check_selector(selector: dict[str, Any]) -> None:
@@ -922,10 +999,10 @@ class ListByIdsQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    ids = fields.Raw()
-    sort = fields.Raw()
-    fields_ = fields.Raw(data_key="fields")
-    query = fields.Raw()
+    ids = fields.Raw(required=True, metadata={"type": "array", "items": {"type": "string"}})
+    sort = fields.Raw(metadata=QUERY_STRING)
+    fields_ = fields.Raw(data_key="fields", metadata=QUERY_STRING)
+    query = fields.Raw(metadata=QUERY_STRING)
 
     @pre_load
     def _check_ids(self, data: Any, **_kwargs: Any) -> Any:
@@ -963,6 +1040,9 @@ def check_json_param(name: str, raw: Any) -> None:
 
 class DepartmentSchema(OmitNoneSchema):
     """A department as Rocket.Chat returns it; custom fields follow the typed ones."""
+
+    class Meta:
+        unknown = INCLUDE  # never loaded: tells the OpenAPI document that custom fields may follow
 
     _id = fields.String(attribute="id")
     enabled = fields.Boolean()

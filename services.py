@@ -11,21 +11,27 @@ import base64
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import case, delete, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from errors import ApiError
 from models import (
+    LOGIN_KEY_MAX,
     Department,
     DepartmentAgent,
+    LoginFailure,
     LoginToken,
     Permission,
     Role,
@@ -121,20 +127,136 @@ def new_token() -> str:
 # ---------------------------------------------------------------------------
 
 
-def authenticated_user(session: Session, user_id: str, token: str) -> User | None:
-    """The active user owning this `X-User-Id` + `X-Auth-Token` pair, if any."""
+def now() -> datetime:
+    """The clock of token expiry and login throttling (tests move it)."""
+    return datetime.now(UTC)
+
+
+def _valid_token(token: str, ttl: timedelta | None) -> Any:
+    """The condition on login_tokens for a presented token that has not expired."""
+    condition = LoginToken.hashed_token == hash_token(token)
+    if ttl is not None:
+        condition = condition & (LoginToken.created_at > now() - ttl)
+    return condition
+
+
+def authenticated_user(
+    session: Session, user_id: str, token: str, ttl: timedelta | None = None
+) -> tuple[User, datetime | None] | None:
+    """The active user owning this `X-User-Id` + `X-Auth-Token` pair, with the token's expiry
+    (None: never), if the token exists and has not expired. Callers that keep the answer
+    (auth.py's cache) must compare the expiry with the clock each time they use it."""
     row = session.execute(
-        select(User)
+        select(User, LoginToken.created_at)
         .join(LoginToken, LoginToken.user_id == User.id)
-        .where(LoginToken.hashed_token == hash_token(token), User.active.is_(True))
-    ).scalar_one_or_none()
-    if row is None or not hmac.compare_digest(row.id, user_id):
+        .where(_valid_token(token, ttl), User.active.is_(True))
+    ).one_or_none()
+    if row is None or not hmac.compare_digest(row[0].id, user_id):
         return None
-    return row
+    user, created_at = row
+    return user, (created_at + ttl if ttl is not None else None)
 
 
-def login(session: Session, identifier: dict[str, str], password: Any) -> tuple[User, str]:
-    """Check a password and open a new login token. Wrong user and wrong password look alike."""
+# ---------------------------------------------------------------------------
+# Login throttling: failed logins counted per username/email and per client address
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoginThrottle:
+    """At most `max_failures` failed logins per key in `window` (0 failures: no throttling)."""
+
+    max_failures: int
+    window: timedelta
+
+
+def _throttle_keys(identifier: dict[str, str], client_address: str | None) -> list[str]:
+    # The identifier as typed (lowercased), never resolved to an account: an unknown name is
+    # counted exactly like a real one, so a 429 tells nothing about which names exist.
+    (_kind, value), = identifier.items()
+    keys = [f"user:{value.lower()}"[:LOGIN_KEY_MAX]]
+    if client_address:
+        keys.append(f"ip:{client_address}"[:LOGIN_KEY_MAX])
+    return keys
+
+
+def _check_throttle(session: Session, keys: list[str], throttle: LoginThrottle, at: datetime) -> None:
+    """429 with Retry-After when any key had `max_failures` failures in its current window."""
+    window_starts = session.scalars(
+        select(LoginFailure.window_start).where(
+            LoginFailure.key.in_(keys),
+            LoginFailure.failures >= throttle.max_failures,
+            LoginFailure.window_start > at - throttle.window,
+        )
+    ).all()
+    if window_starts:
+        wait = max(start + throttle.window for start in window_starts) - at
+        raise ApiError.too_many_requests(max(1, math.ceil(wait.total_seconds())))
+
+
+def _record_failure(session: Session, keys: list[str], throttle: LoginThrottle, at: datetime) -> None:
+    """Count one failure per key, atomically (an upsert); a window that has ended starts again.
+
+    Core statements on the session's connection: part of the transaction, but not a change of
+    anything the read caches hold, so the data version (db.py) is left alone.
+    """
+    connection = session.connection()
+    insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    ended = LoginFailure.window_start <= at - throttle.window
+    # The window has ended for stale rows: drop them (keeps the table small under a spray).
+    connection.execute(delete(LoginFailure).where(ended))
+    for key in keys:
+        statement = insert(LoginFailure).values(key=key, failures=1, window_start=at)
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[LoginFailure.key],
+                set_={
+                    "failures": case((ended, 1), else_=LoginFailure.failures + 1),
+                    "window_start": case((ended, literal(at, LoginFailure.window_start.type)), else_=LoginFailure.window_start),
+                },
+            )
+        )
+
+
+def _clear_failures(session: Session, keys: Iterable[str]) -> None:
+    session.connection().execute(delete(LoginFailure).where(LoginFailure.key.in_(list(keys))))
+
+
+def login(
+    session: Session,
+    identifier: dict[str, str],
+    password: Any,
+    *,
+    client_address: str | None = None,
+    throttle: LoginThrottle | None = None,
+    token_ttl: timedelta | None = None,
+) -> tuple[User, str]:
+    """Check a password and open a new login token. Wrong user and wrong password look alike.
+
+    With `throttle`, a username/email or client address with too many recent failures gets 429
+    before any password check (the same for unknown users), and each 401 is counted first.
+    """
+    if throttle is not None and throttle.max_failures <= 0:
+        throttle = None
+    keys = _throttle_keys(identifier, client_address)
+    at = now()
+    if throttle:
+        _check_throttle(session, keys, throttle, at)
+    try:
+        user = _check_password(session, identifier, password)
+    except ApiError:
+        if throttle:
+            _record_failure(session, keys, throttle, at)
+            session.commit()
+        raise
+    if throttle:
+        # Success clears the user's counters (whichever name they typed), not the address's.
+        _clear_failures(session, {keys[0], f"user:{user.username.lower()}", f"user:{(user.email or '').lower()}"})
+    return user, _open_token(session, user, token_ttl)
+
+
+def _check_password(session: Session, identifier: dict[str, str], password: Any) -> User:
+    """The active user with this identifier and password; 401 otherwise, in the same time."""
     prehashed = isinstance(password, dict) and password.get("algorithm") == "sha-256"
     if prehashed:
         password = password.get("digest")  # Meteor's pre-hashed form; we verify it as given
@@ -151,24 +273,27 @@ def login(session: Session, identifier: dict[str, str], password: Any) -> tuple[
     if _needs_rehash(user.password_hash or "", prehashed=prehashed):
         # Also moves a Rocket.Chat bcrypt hash to argon2id on the first login with the password.
         user.password_hash = hash_password(password)
-    return user, _open_token(session, user)
+    return user
 
 
-def login_with_token(session: Session, token: str) -> tuple[User, str]:
-    """`{resume: token}`: a new token for the holder of a valid one."""
+def login_with_token(session: Session, token: str, token_ttl: timedelta | None = None) -> tuple[User, str]:
+    """`{resume: token}`: a new token for the holder of a valid (unexpired) one."""
     user = session.scalars(
         select(User)
         .join(LoginToken, LoginToken.user_id == User.id)
-        .where(LoginToken.hashed_token == hash_token(token), User.active.is_(True))
+        .where(_valid_token(token, token_ttl), User.active.is_(True))
     ).one_or_none()
     if user is None:
         raise ApiError.unauthorized_login()
-    return user, _open_token(session, user)
+    return user, _open_token(session, user, token_ttl)
 
 
-def _open_token(session: Session, user: User) -> str:
+def _open_token(session: Session, user: User, ttl: timedelta | None = None) -> str:
     token = new_token()
-    session.add(LoginToken(hashed_token=hash_token(token), user_id=user.id))
+    session.add(LoginToken(hashed_token=hash_token(token), user_id=user.id, created_at=now()))
+    if ttl is not None:
+        # The user's expired tokens are useless: drop them while we write anyway.
+        session.execute(delete(LoginToken).where(LoginToken.user_id == user.id, LoginToken.created_at <= now() - ttl))
     session.commit()
     return token
 
@@ -259,6 +384,9 @@ def set_setting(session: Session, setting_id: str, value: Any) -> None:
 # ---------------------------------------------------------------------------
 
 
+MAX_SQL_INT = 2**63 - 1
+
+
 def page_window(session: Session, offset: float | None, count: float | None) -> tuple[int, int | None]:
     """(offset, limit) from the query; limit None means "all" (`count=0` when allowed)."""
     settings = setting_values(session, "API_Default_Count", "API_Upper_Count_Limit", "API_Allow_Infinite_Count")
@@ -266,10 +394,12 @@ def page_window(session: Session, offset: float | None, count: float | None) -> 
     upper = settings.get("API_Upper_Count_Limit") or 0
     default = default if default > 0 else 50
     upper = upper if upper > 0 else 100
-    start = int(offset) if offset else 0
+    # OFFSET/LIMIT must fit a signed 64-bit integer on both databases, and int(inf) raises:
+    # clamp before truncating (an offset past every row is an empty page either way).
+    start = int(min(max(offset, 0), MAX_SQL_INT)) if offset else 0
     if count is None:
         return start, min(default, upper)
-    limit = int(count)
+    limit = int(min(count, MAX_SQL_INT))
     if limit == 0:
         return start, None if settings.get("API_Allow_Infinite_Count", True) else min(default, upper)
     return start, min(limit, upper)
@@ -332,6 +462,8 @@ def list_users(session: Session, offset: int, count: int | None) -> tuple[list[U
 def delete_user(session: Session, user: User) -> None:
     """Remove a user with their tokens and department links (numAgents stays exact)."""
     _unlink_agent(session, user.id)
+    # Explicit rather than left to the foreign key's ON DELETE CASCADE: gone even where keys are not enforced.
+    session.execute(delete(LoginToken).where(LoginToken.user_id == user.id))
     session.delete(user)
     session.commit()
 

@@ -93,7 +93,8 @@ class Report:
     notes: dict[str, list[str]] = field(default_factory=dict)
 
     def count(self, section: str, outcome: str, n: int = 1) -> None:
-        self.counts.setdefault(section, Counter())[outcome] += n
+        if n:
+            self.counts.setdefault(section, Counter())[outcome] += n
 
     def note(self, reason: str, item: str | None = None) -> None:
         items = self.notes.setdefault(reason, [])
@@ -235,6 +236,10 @@ def _value(column: Column[Any], value: Any) -> Any:
     return value  # JSON
 
 
+def _required(column: Column[Any]) -> bool:
+    return not column.nullable and column.default is None and column.server_default is None
+
+
 def _is_primitive(value: Any) -> bool:
     return isinstance(value, (str, bool, int, float))
 
@@ -246,14 +251,14 @@ def _string_list(value: Any) -> bool:
 def _check_section_row(section: str, row: dict[str, Any]) -> None:
     """Rules beyond the column types."""
     if section == "departments":
-        extra = row.get("extra")
+        extra = row.get("extra", {})
         if not isinstance(extra, dict) or not all(_is_primitive(v) for v in extra.values()):
             raise _Invalid("extra must be an object of strings, numbers and booleans")
         for key in ("chat_closing_tags", "departments_allowed_to_forward"):
             if row.get(key) is not None and not _string_list(row[key]):
                 raise _Invalid(f"{key} must be a list of strings")
     elif section == "department_agents":
-        if row["count"] < 0 or row["order"] < 0:
+        if row.get("count", 0) < 0 or row.get("order", 0) < 0:
             raise _Invalid("count and order must be >= 0")
     elif section == "users":
         if not _string_list(row.get("roles")):
@@ -262,6 +267,8 @@ def _check_section_row(section: str, row: dict[str, Any]) -> None:
         if not _string_list(row.get("roles")):
             raise _Invalid("roles must be a list of role ids")
     elif section == "settings":
+        if "value" not in row:
+            raise _Invalid("missing field value")
         expected = services.SETTING_TYPES.get(row["id"])
         if expected is not None and type(row["value"]) is not expected:
             raise _Invalid(f"value must be of type {expected.__name__}")
@@ -303,12 +310,10 @@ def parse_document(document: Any) -> dict[str, list[dict[str, Any]]]:
                 for column in columns:
                     if column.name in raw:
                         row[column.name] = _value(column, raw[column.name])
-                    elif column.name == "password_hash":
-                        pass  # absent: keep the password the user has here (none for a new user)
-                    elif column.nullable:
-                        row[column.name] = None
-                    else:
+                    elif column.name == "id" or _required(column):
                         raise _Invalid(f"missing field {column.name}")
+                    # Otherwise an absent field keeps its value here (or its default in a new row),
+                    # e.g. password_hash in an export made without --with-password-hashes.
                 if section == "users":
                     row["roles"] = raw.get("roles")
                 _check_section_row(section, row)
@@ -351,6 +356,14 @@ def _begin_write(session: Session) -> None:
                 "IN SHARE ROW EXCLUSIVE MODE"
             )
         )
+
+
+def _lookup(session: Session, key: Any, value: Any, ids: Iterable[str]) -> dict[str, Any]:
+    """{key: value} of the rows whose `key` is one of `ids`."""
+    found: dict[str, Any] = {}
+    for chunk in _chunks(sorted(ids)):
+        found.update({k: v for k, v in session.execute(select(key, value).where(key.in_(chunk)))})
+    return found
 
 
 def _existing(session: Session, section: str, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -402,10 +415,10 @@ def _delete_users(session: Session, user_ids: list[str]) -> set[str]:
     return departments
 
 
-def _replace_conflicting_users(session: Session, users: list[dict[str, Any]], report: Report) -> tuple[set[str], set[str]]:
+def _replace_conflicting_users(session: Session, users: list[dict[str, Any]], report: Report) -> set[str]:
     """Local users holding the username or email of an incoming user under another id are replaced.
 
-    Returns (ids of the replaced local users, departments whose links were removed with them).
+    Returns the departments whose links were removed with them.
     """
     incoming_ids = {row["id"] for row in users}
     by_username = {row["username"]: row for row in users}
@@ -433,8 +446,7 @@ def _replace_conflicting_users(session: Session, users: list[dict[str, Any]], re
             f"{local.username!r} (local id {local_id} -> {target['id']})",
         )
     report.count("users", "replaced", len(conflicts))
-    touched = _delete_users(session, list(conflicts)) if conflicts else set()
-    return set(conflicts), touched
+    return _delete_users(session, list(conflicts)) if conflicts else set()
 
 
 def _apply(
@@ -459,17 +471,12 @@ def _apply(
             unknown = [role for role in row[key] if role not in roles]
             if unknown:
                 errors.add(f"{section} {row['id']!r}: unknown role(s) {', '.join(unknown)}")
-    replaced, touched = _replace_conflicting_users(session, users, report)
+    touched = _replace_conflicting_users(session, users, report)
     user_names = {row["id"]: row["username"] for row in users}
     department_enabled = {row["id"]: row["enabled"] for row in departments}
-    missing_users = sorted({row["agent_id"] for row in links} - set(user_names))
-    for chunk in _chunks(missing_users):
-        user_names.update({user_id: name for user_id, name in session.execute(select(User.id, User.username).where(User.id.in_(chunk)))})
-    missing_departments = sorted({row["department_id"] for row in links} - set(department_enabled))
-    for chunk in _chunks(missing_departments):
-        department_enabled.update(
-            {department_id: on for department_id, on in session.execute(select(Department.id, Department.enabled).where(Department.id.in_(chunk)))}
-        )
+    user_names.update(_lookup(session, User.id, User.username, {row["agent_id"] for row in links} - set(user_names)))
+    linked_departments = {row["department_id"] for row in links} - set(department_enabled)
+    department_enabled.update(_lookup(session, Department.id, Department.enabled, linked_departments))
     for row in links:
         if row["agent_id"] not in user_names:
             errors.add(f"department_agents {row['id']!r}: unknown user {row['agent_id']!r}")
@@ -535,27 +542,41 @@ def _apply(
             touched.add(link_department[row["id"]])  # a link moving to another department
         link_department[row["id"]] = row["department_id"]
     agents_of = Counter(link_department.values())
-    recomputed = 0
+    undeclared = [row["id"] for row in departments if "num_agents" not in row]
+    local_counts = _existing(session, "departments", undeclared) if undeclared else {}
     for row in departments:
         count = agents_of.get(row["id"], 0)
+        declared = row["num_agents"] if "num_agents" in row else (local_counts.get(row["id"]) or {}).get("num_agents")
         # Absent numAgents means "never had an agent change" (shared/spec §1.4); keep it absent.
-        new_value = None if row.get("num_agents") is None and count == 0 else count
-        recomputed += new_value != row.get("num_agents")
+        new_value = None if declared is None and count == 0 else count
+        if "num_agents" in row and new_value != declared:
+            report.note("departments: numAgents of the input differs from their links, recomputed", row["id"])
         row["num_agents"] = new_value
         row["name_folded"] = row["name"].casefold()
-    if recomputed:
-        report.note("departments whose numAgents was recomputed from their links", str(recomputed))
     _upsert(session, "departments", departments, report, progress)
 
     # --- links; the username always comes from the user record (shared/spec §1.3) ---
     for row in links:
         row["username"] = user_names[row["agent_id"]]
     _upsert(session, "department_agents", links, report, progress)
+    _sync_link_usernames(session, [row["id"] for row in users])
 
     others = touched - {row["id"] for row in departments}
     if others:
         services.recount_agents(session, sorted(others))
     _verify_agent_counts(session, [row["id"] for row in departments])
+
+
+def _sync_link_usernames(session: Session, user_ids: list[str]) -> None:
+    """Links of renamed users (in departments outside the input too) show the new username."""
+    for chunk in _chunks(user_ids):
+        stale = session.execute(
+            select(DepartmentAgent.id, User.username)
+            .join(User, User.id == DepartmentAgent.agent_id)
+            .where(DepartmentAgent.agent_id.in_(chunk), DepartmentAgent.username != User.username)
+        ).all()
+        if stale:
+            session.execute(update(DepartmentAgent), [{"id": link_id, "username": name} for link_id, name in stale])
 
 
 def _verify_agent_counts(session: Session, department_ids: list[str]) -> None:
@@ -718,7 +739,8 @@ def _rc_department(number: int, doc: dict[str, Any], report: Report) -> dict[str
         elif _is_primitive(value):
             row["extra"][key] = value  # a custom field (shared/spec §1.1)
         else:
-            kind = "null" if value is None else type(value).__name__.replace("dict", "object").replace("datetime", "date")
+            kinds = {dict: "object", list: "list", datetime: "date", type(None): "null"}
+            kind = kinds.get(type(value), type(value).__name__)
             report.note(f"departments: field {key!r} ({kind}) is not a string, number or boolean, skipped", label)
     if not isinstance(row["name"], str):
         report.count("departments", "skipped")
@@ -749,7 +771,8 @@ def _rc_user(number: int, doc: dict[str, Any], known_roles: set[str], report: Re
     emails = doc.get("emails")
     first = emails[0] if isinstance(emails, list) and emails and isinstance(emails[0], dict) else {}
     address = first.get("address")
-    row["email"] = address.lower() if isinstance(address, str) and len(address) <= User.__table__.c.email.type.length else None
+    usable = isinstance(address, str) and len(address) <= User.__table__.c.email.type.length
+    row["email"] = address.lower() if usable else None
     row["email_verified"] = first.get("verified") is True
     row["active"] = doc.get("active") is not False
     for key, column in (("status", "status"), ("statusLivechat", "status_livechat")):
@@ -827,7 +850,9 @@ def import_rocketchat(
         _begin_write(session)
         known_roles = set(session.scalars(select(Role.id)))
         departments = [row for number, doc in read[RC_DEPARTMENTS] if (row := _rc_department(number, doc, report))]
-        departments = _unique(departments, lambda r: r["id"], "departments", "departments skipped: duplicate _id", report)
+        departments = _unique(
+            departments, lambda r: r["id"], "departments", "departments skipped: duplicate _id", report
+        )
         units = {doc.get("_id") for _, doc in read[RC_DEPARTMENTS] if doc.get("type") == "u"}
         users = [row for number, doc in read[RC_USERS] if (row := _rc_user(number, doc, known_roles, report))]
         users = _unique(users, lambda r: r["id"], "users", "users skipped: duplicate _id", report)
@@ -876,14 +901,9 @@ def _rc_linkable(
     so a Rocket.Chat database can hold links to deleted users: they are skipped, with a note."""
     enabled = {row["id"]: row["enabled"] for row in departments}
     user_ids = {row["id"] for row in users}
-    wanted_departments = sorted({row["department_id"] for row in links} - set(enabled))
-    for chunk in _chunks(wanted_departments):
-        enabled.update(
-            {department_id: on for department_id, on in session.execute(select(Department.id, Department.enabled).where(Department.id.in_(chunk)))}
-        )
-    wanted_users = sorted({row["agent_id"] for row in links} - user_ids)
-    for chunk in _chunks(wanted_users):
-        user_ids.update(session.scalars(select(User.id).where(User.id.in_(chunk))))
+    linked_departments = {row["department_id"] for row in links} - set(enabled)
+    enabled.update(_lookup(session, Department.id, Department.enabled, linked_departments))
+    user_ids.update(_lookup(session, User.id, User.id, {row["agent_id"] for row in links} - user_ids))
     kept = []
     for row in links:
         if row["department_id"] in units:
@@ -932,7 +952,9 @@ def sqlite_path(database_url: str) -> Path:
     return path
 
 
-def backup_sqlite(database_url: str, destination: Path, *, overwrite: bool = False, busy_timeout_ms: int = 5000) -> Backup:
+def backup_sqlite(
+    database_url: str, destination: Path, *, overwrite: bool = False, busy_timeout_ms: int = 5000
+) -> Backup:
     """Copy a live SQLite database into `destination`, consistently, while the service runs.
 
     sqlite3's backup API, in one step, reads one snapshot of the database (WAL included) without

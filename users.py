@@ -10,12 +10,14 @@ import db
 import services
 from auth import current_user, granted, request_body, require_all, require_any
 from errors import ApiError
+from openapi import doc
 from schemas import (
     LivechatUserAddedSchema,
     LivechatUserAddSchema,
     LivechatUserResponseSchema,
     LivechatUsersListSchema,
     LivechatUsersQuerySchema,
+    SuccessSchema,
     UserCreateSchema,
     UserIdSchema,
     UserResponseSchema,
@@ -33,6 +35,7 @@ USER_SORT_FIELDS = {"name": 1, "username": 1, "_id": 1, "status": 1}
 
 
 @bp.post("/users.create")
+@doc(body=UserCreateSchema, response=UserResponseSchema)
 def create_user() -> Any:
     """Create a user (needs `create-user`)."""
     data = load(UserCreateSchema, request_body())
@@ -44,6 +47,7 @@ def create_user() -> Any:
 
 
 @bp.get("/users.info")
+@doc(query=UserIdSchema, response=UserResponseSchema)
 def user_info() -> Any:
     """One user, by `userId` or `username`."""
     params = load(UserIdSchema, query_args(request.args))
@@ -54,6 +58,7 @@ def user_info() -> Any:
 
 
 @bp.get("/users.list")
+@doc(query=UsersListQuerySchema, response=UsersListSchema)
 def list_users() -> Any:
     """All users, paginated (needs `view-user-administration`)."""
     params = load(UsersListQuerySchema, query_args(request.args))
@@ -65,6 +70,7 @@ def list_users() -> Any:
 
 
 @bp.post("/users.delete")
+@doc(body=UserIdSchema, response=SuccessSchema)
 def delete_user() -> Any:
     """Delete a user with their tokens and department links (needs `delete-user`)."""
     params = load(UserIdSchema, request_body())
@@ -80,6 +86,7 @@ def delete_user() -> Any:
 
 
 @bp.get("/livechat/users/<user_type>")
+@doc(query=LivechatUsersQuerySchema, response=LivechatUsersListSchema)
 def list_livechat_users(user_type: str) -> Any:
     """Agents or managers, paginated and searchable by `text`."""
     params = load(LivechatUsersQuerySchema, query_args(request.args))
@@ -100,6 +107,7 @@ def list_livechat_users(user_type: str) -> Any:
 
 
 @bp.post("/livechat/users/<user_type>")
+@doc(body=LivechatUserAddSchema, response=LivechatUserAddedSchema)
 def add_livechat_user(user_type: str) -> Any:
     """Give a user the agent or manager role (needs `view-livechat-manager`)."""
     data = load(LivechatUserAddSchema, request_body())
@@ -109,6 +117,7 @@ def add_livechat_user(user_type: str) -> Any:
 
 
 @bp.get("/livechat/users/<user_type>/<user_id>")
+@doc(response=LivechatUserResponseSchema)
 def get_livechat_user(user_type: str, user_id: str) -> Any:
     """One agent or manager; `user: null` when the user lacks that role."""
     require_all("view-livechat-manager")
@@ -120,6 +129,7 @@ def get_livechat_user(user_type: str, user_id: str) -> Any:
 
 
 @bp.delete("/livechat/users/<user_type>/<user_id>")
+@doc(response=SuccessSchema)
 def remove_livechat_user(user_type: str, user_id: str) -> Any:
     """Take the agent or manager role away; an agent also leaves every department."""
     require_any("view-livechat-manager")

@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -662,9 +662,35 @@ def mode_ratios(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, 
 # ---------------------------------------------------------------------------
 
 
+GROWTH_QUERIES = ("list", "text", "offset", "get")
+VARIED_URLS = 5000
+
+
+def growth_targets(info: SeedInfo) -> tuple[dict[str, str], dict[str, list[str]], int]:
+    """Each growth query as one URL, and as VARIED_URLS distinct URLs asking for the same work.
+
+    The distinct forms add `excludeDepartmentId=<an id that does not exist>` (filters nothing) to
+    the lists, and a `_=<k>` parameter (ignored by GET one) over the departments with 3 agents."""
+    deep = max(0, len(info.visible_sorted) - 100)
+    same = {
+        "list": f"{API}/department",
+        "text": f"{API}/department?text={TEXT_TERM}",
+        "offset": f"{API}/department?offset={deep}&count=50",
+        "get": f"{API}/department/{info.get_id}",
+    }
+    three = [i for i in info.ids if info.num_agents[i] == 3]
+    varied = {
+        "list": [f"{same['list']}?excludeDepartmentId=nobench{k}" for k in range(VARIED_URLS)],
+        "text": [f"{same['text']}&excludeDepartmentId=nobench{k}" for k in range(VARIED_URLS)],
+        "offset": [f"{same['offset']}&excludeDepartmentId=nobench{k}" for k in range(VARIED_URLS)],
+        "get": [f"{API}/department/{three[k % len(three)]}?_={k}" for k in range(VARIED_URLS)],
+    }
+    return same, varied, deep
+
+
 def mode_growth(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, Any]:
     log(f"== growth: sizes {args.sizes} on {'PostgreSQL' if args.database_url else 'SQLite'}, {args.workers} sync workers, "
-        f"wrk -t1 -c{args.growth_connections} -d{args.duration}s per query ==")
+        f"wrk -t1 -c{args.growth_connections} -d{args.duration}s per query and variant ==")
     out: dict[str, Any] = {}
     failures: list[str] = []
     table_rows = []
@@ -676,37 +702,50 @@ def mode_growth(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, 
             service = start_service(workdir, database.url, args.workers, f"growth{n}")
             rss_idle = service.rss_mib()
             auth = login(service.port)
-            deep = max(0, len(info.visible_sorted) - 100)
-            queries = {
-                "list": f"{API}/department",
-                "text": f"{API}/department?text={TEXT_TERM}",
-                "offset": f"{API}/department?offset={deep}&count=50",
-                "get": f"{API}/department/{info.get_id}",
-            }
+            same, varied, deep = growth_targets(info)
             checks = {}
-            for q, target in queries.items():
-                status, _, raw = http_request(service.port, "GET", target, auth)
-                if status != 200:
-                    raise BenchError(f"growth {n} {q}: GET {target} answered {status}: {raw[:300]!r}")
-                body = json.loads(raw)
-                checks[q] = {"bytes": len(raw), "total": body.get("total"), "count": body.get("count")}
+            for q in GROWTH_QUERIES:
+                for target in (same[q], varied[q][0], varied[q][-1]):
+                    status, _, raw = http_request(service.port, "GET", target, auth)
+                    if status != 200:
+                        raise BenchError(f"growth {n} {q}: GET {target} answered {status}: {raw[:300]!r}")
+                body = json.loads(http_request(service.port, "GET", same[q], auth)[2])
+                checks[q] = {"bytes": len(json.dumps(body)), "total": body.get("total"), "count": body.get("count")}
             log(f"N={n}: seeded in {info.seconds:.1f}s; text '{TEXT_TERM}' matches {checks['text']['total']}, "
                 f"offset={deep} returns {checks['offset']['count']} departments; worker RSS at start "
                 + ", ".join(f"{v:.1f}" for v in rss_idle.values()) + " MiB")
-            results = {}
-            for q, target in queries.items():
-                if args.warmup:
-                    wrk.run(service.port, target, "single.lua", args.warmup, auth=auth, threads=1, connections=args.growth_connections)
-                r = wrk.run(service.port, target, "single.lua", args.duration, auth=auth, threads=1, connections=args.growth_connections)
-                results[q] = r
-                log(f"  N={n:<7d} {q:6s} {r.line()}")
-                if r.non2xx or r.socket_errors:
-                    failures.append(f"growth N={n} {q}: {r.non2xx} non-2xx {r.raw['statuses']}, {r.socket_errors} socket errors")
+            results: dict[str, dict[str, WrkResult]] = {}
+            for q in GROWTH_QUERIES:
+                targets_file = workdir / f"targets-{n}-{q}.txt"
+                targets_file.write_text("\n".join(varied[q]) + "\n")
+                variants = {
+                    "same": (same[q], "single.lua", {}),
+                    "distinct": ("/", "rotate.lua", {"BENCH_TARGETS": str(targets_file)}),
+                }
+                results[q] = {}
+                for variant, (target, script, env) in variants.items():
+                    run = lambda d: wrk.run(  # noqa: E731
+                        service.port, target, script, d, auth=auth, env=env, threads=1, connections=args.growth_connections
+                    )
+                    if args.warmup:
+                        run(args.warmup)
+                    r = run(args.duration)
+                    results[q][variant] = r
+                    log(f"  N={n:<7d} {q:6s} {variant:8s} {r.line()}")
+                    if r.non2xx or r.socket_errors:
+                        failures.append(f"growth N={n} {q} {variant}: {r.non2xx} non-2xx {r.raw['statuses']}, {r.socket_errors} socket errors")
             rss = service.rss_mib()
             log(f"  N={n:<7d} worker RSS after load: " + ", ".join(f"pid {p}: {v:.1f} MiB" for p, v in rss.items()))
             out[str(n)] = {
                 "seed_seconds": round(info.seconds, 1),
-                "queries": {q: {"target": queries[q], "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "rps": r.rps, "raw": r.raw, **checks[q]} for q, r in results.items()},
+                "queries": {
+                    q: {
+                        "target": same[q], "varied_example": varied[q][0], **checks[q],
+                        **{f"{v}_{k}": getattr(r, k) for v, r in results[q].items() for k in ("p50_ms", "p99_ms", "rps")},
+                        "raw": {v: r.raw for v, r in results[q].items()},
+                    }
+                    for q in GROWTH_QUERIES
+                },
                 "rss_mib_start": list(rss_idle.values()),
                 "rss_mib_after": list(rss.values()),
             }
@@ -717,11 +756,13 @@ def mode_growth(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, 
             if not args.keep:
                 database.drop()
     log("")
-    header = f"{'N':>7s} " + " ".join(f"{q + ' p50/p99 ms':>20s}" for q in ("list", "text", "offset", "get")) + "   RSS/worker MiB"
-    log(header)
+    log("p50/p99 in ms; 'same' = one URL repeated, 'distinct' = a different URL each request (same work)")
+    log(f"{'N':>7s} {'query':6s} {'same p50/p99':>17s} {'req/s':>8s} {'distinct p50/p99':>19s} {'req/s':>8s}")
     for n, results, rss in table_rows:
-        cells = " ".join(f"{results[q].p50_ms:9.2f}/{results[q].p99_ms:<9.2f}".rjust(20) for q in ("list", "text", "offset", "get"))
-        log(f"{n:7d} {cells}   " + ", ".join(f"{v:.1f}" for v in rss.values()))
+        for q in GROWTH_QUERIES:
+            a, b = results[q]["same"], results[q]["distinct"]
+            log(f"{n:7d} {q:6s} {a.p50_ms:8.2f}/{a.p99_ms:<8.2f} {a.rps:8.1f} {b.p50_ms:10.2f}/{b.p99_ms:<8.2f} {b.rps:8.1f}")
+        log(f"{n:7d} RSS per worker after load: " + ", ".join(f"{v:.1f} MiB" for v in rss.values()))
     for f in failures:
         log(f"FAIL: {f}")
     return {"sizes": out, "failures": failures}
@@ -730,6 +771,65 @@ def mode_growth(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, 
 # ---------------------------------------------------------------------------
 # Mode: concurrent writes
 # ---------------------------------------------------------------------------
+
+
+def verify_writes(
+    threads: list[dict[str, Any]], hot: list[str], names: list[str], extras: dict[str, dict[str, Any] | None]
+) -> dict[str, Any]:
+    """Compare what each wrk thread was told (bench/writes.lua) with what the database holds.
+
+    threads: writes.lua's per-thread report; hot: the hot department ids (HOT[j+1] in Lua);
+    names: every department name starting "bw-t"; extras: hot id -> its custom fields."""
+    by_thread: dict[int, set[str]] = defaultdict(set)
+    for name in names:
+        match = re.fullmatch(r"bw-t(\d+)-(\d+)", name)
+        if match:
+            by_thread[int(match.group(1))].add(name)
+    lost = phantom = missing_creates = extra_creates = failed_but_present = 0
+    creates_ok = updates_ok = uncertain = 0
+    problems = []
+    for t in threads:
+        tid = t["tid"]
+        counters = t.get("counters") or []
+        uncertain_last = t.get("uncertain_last") or []
+        present = by_thread.get(tid, set())
+        maybe = set(t.get("uncertain_names") or [])
+        if t.get("in_flight_kind") == "create":
+            maybe.add(t["in_flight_name"])
+        uncertain += len(maybe)
+        failed = set(t.get("create_failed") or []) & present
+        failed_but_present += len(failed)
+        for name in sorted(failed):
+            problems.append(f"thread {tid}: create {name!r} answered non-2xx but is in the database")
+        expected = t["created"] + len(present & maybe)
+        creates_ok += t["created"]
+        updates_ok += t.get("updates_ok") or 0
+        if len(present) < expected:
+            missing_creates += expected - len(present)
+            problems.append(f"thread {tid}: {len(present)} departments in the database, {expected} answered 2xx")
+        elif len(present) > expected:
+            extra_creates += len(present) - expected
+            problems.append(f"thread {tid}: {len(present)} departments in the database, only {expected} answered 2xx")
+        for j, hot_id in enumerate(hot):
+            stored = (extras.get(hot_id) or {}).get(f"bw_t{tid}", 0)
+            want = counters[j] if j < len(counters) else 0
+            allowed = {want}
+            if j < len(uncertain_last) and uncertain_last[j]:
+                allowed.add(uncertain_last[j])
+            if t.get("in_flight_kind") == "update" and t.get("in_flight_j") == j + 1:
+                allowed.add(t["in_flight_value"])
+                uncertain += 1
+            if stored not in allowed:
+                if stored < want:
+                    lost += 1
+                else:
+                    phantom += 1
+                problems.append(f"thread {tid} department {hot_id}: stored bw_t{tid}={stored}, 2xx answered up to {want}")
+    return {
+        "lost_updates": lost, "phantom_updates": phantom, "missing_creates": missing_creates,
+        "extra_creates": extra_creates, "failed_creates_present": failed_but_present,
+        "uncertain_requests": uncertain, "creates_2xx": creates_ok, "updates_2xx": updates_ok, "problems": problems,
+    }
 
 
 def mode_writes(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, Any]:
@@ -758,51 +858,11 @@ def mode_writes(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, 
                 extras = dict(conn.execute(sa.select(models.Department.id, models.Department.extra).where(models.Department.id.in_(hot))).all())
         finally:
             engine.dispose()
-        by_thread: dict[int, set[str]] = defaultdict(set)
-        for name in names:
-            match = re.fullmatch(r"bw-t(\d+)-(\d+)", name)
-            if match:
-                by_thread[int(match.group(1))].add(name)
-
-        lost = phantom = missing_creates = extra_creates = failed_but_present = 0
-        creates_ok = updates_ok = uncertain = 0
-        problems = []
-        for t in r.raw["threads"]:
-            tid = t["tid"]
-            counters = t["counters"] or []
-            uncertain_last = t["uncertain_last"] or []
-            present = by_thread.get(tid, set())
-            maybe = set(t["uncertain_names"] or [])
-            if t.get("in_flight_kind") == "create":
-                maybe.add(t["in_flight_name"])
-            maybe_present = len(present & maybe)
-            uncertain += len(maybe)
-            failed = set(t["create_failed"] or []) & present
-            failed_but_present += len(failed)
-            expected = t["created"] + maybe_present
-            creates_ok += t["created"]
-            updates_ok += t["updates_ok"]
-            if len(present) < expected:
-                missing_creates += expected - len(present)
-                problems.append(f"thread {tid}: {len(present)} departments in the database, {expected} answered 2xx")
-            elif len(present) > expected:
-                extra_creates += len(present) - expected
-                problems.append(f"thread {tid}: {len(present)} departments in the database, only {expected} answered 2xx")
-            for j, hot_id in enumerate(hot):
-                stored = (extras.get(hot_id) or {}).get(f"bw_t{tid}", 0)
-                want = counters[j] if j < len(counters) else 0
-                allowed = {want}
-                if j < len(uncertain_last) and uncertain_last[j]:
-                    allowed.add(uncertain_last[j])
-                if t.get("in_flight_kind") == "update" and t.get("in_flight_j") == j + 1:
-                    allowed.add(t["in_flight_value"])
-                    uncertain += 1
-                if stored not in allowed:
-                    if stored < want:
-                        lost += 1
-                    else:
-                        phantom += 1
-                    problems.append(f"thread {tid} department {hot_id}: stored {stored}, client saw 2xx up to {want}")
+        check = verify_writes(r.raw["threads"], hot, names, extras)
+        lost, phantom = check["lost_updates"], check["phantom_updates"]
+        missing_creates, extra_creates = check["missing_creates"], check["extra_creates"]
+        failed_but_present, uncertain, problems = check["failed_creates_present"], check["uncertain_requests"], check["problems"]
+        creates_ok, updates_ok = check["creates_2xx"], check["updates_2xx"]
         seconds = r.raw["duration_us"] / 1e6
         ok_total = r.requests - r.non2xx
         result = {
@@ -856,6 +916,8 @@ def bucket_of(file_path: str, function: str) -> str:
         if package.startswith("psycopg"):
             return "db driver (psycopg)"
         return package
+    if path.startswith(str(BENCH) + "/"):
+        return "bench harness"
     if path.startswith(str(ROOT)) and "/.venv/" not in path:
         return f"service: {Path(path).name}"
     if "/json/" in path:
@@ -863,48 +925,67 @@ def bucket_of(file_path: str, function: str) -> str:
     return "stdlib"
 
 
-def profile_target(app: Any, client: Any, auth: dict[str, str], target: str, requests: int, out_dir: Path, label: str) -> dict[str, Any]:
+def profile_target(
+    app: Any, client: Any, auth: dict[str, str], targets: list[str], requests: int, out_dir: Path, label: str
+) -> dict[str, Any]:
+    """Profile GETs of `targets`, taken in turn (one URL repeated, or distinct URLs never asked before)."""
     engine = app.extensions["db.engine"]
     statements: list[str] = []
+    position = 0
+
+    def get() -> None:
+        nonlocal position
+        target = targets[position % len(targets)]
+        position += 1
+        response = client.get(target, headers=auth)
+        if response.status_code != 200:
+            raise BenchError(f"profile: GET {target} answered {response.status_code}: {response.get_data()[:300]!r}")
 
     def on_execute(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
         statements.append(" ".join(statement.split()))
 
     for _ in range(50):  # warm-up (compiled-statement caches, imports)
-        assert client.get(target, headers=auth).status_code == 200
+        get()
     sa.event.listen(engine, "before_cursor_execute", on_execute)
-    client.get(target, headers=auth)
+    get()
     sa.event.remove(engine, "before_cursor_execute", on_execute)
 
     started = time.perf_counter()
     for _ in range(requests):
-        client.get(target, headers=auth)
+        get()
     plain_ms = (time.perf_counter() - started) * 1000 / requests
 
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(requests):
-        client.get(target, headers=auth)
+        get()
     profiler.disable()
     stats = pstats.Stats(profiler)
     total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
     buckets: dict[str, float] = defaultdict(float)
-    rows = []
+    rows, ours = [], []
     for (file_path, line, function), (_cc, ncalls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         buckets[bucket_of(file_path, function)] += tottime
         short = file_path.split("/site-packages/", 1)[-1].replace(str(ROOT) + "/", "")
         rows.append((tottime, cumtime, ncalls, f"{short}:{line}({function})"))
+        if bucket_of(file_path, function).startswith("service: "):
+            ours.append((cumtime, tottime, ncalls, f"{short}:{line}({function})"))
     rows.sort(reverse=True)
+    ours.sort(reverse=True)
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(60)
     (out_dir / f"profile-{label}-cprofile.txt").write_text(text.getvalue())
 
     result: dict[str, Any] = {
-        "target": target, "ms_per_request": plain_ms, "sql_statements": statements,
+        "targets": targets[:3], "ms_per_request": plain_ms, "sql_statements": statements,
         "cprofile_buckets_pct": {k: 100 * v / total for k, v in sorted(buckets.items(), key=lambda kv: -kv[1])},
         "cprofile_top_own_time": [
             {"own_ms_per_req": 1000 * tt / requests, "cum_ms_per_req": 1000 * ct / requests, "calls_per_req": nc / requests, "function": fn}
             for tt, ct, nc, fn in rows[:15]
+        ],
+        "cprofile_service_cumulative": [
+            {"cum_ms_per_req": 1000 * ct / requests, "own_ms_per_req": 1000 * tt / requests, "calls_per_req": nc / requests, "function": fn}
+            for ct, tt, nc, fn in ours[:15]
         ],
     }
     try:
@@ -915,25 +996,29 @@ def profile_target(app: Any, client: Any, auth: dict[str, str], target: str, req
     sampler = Profiler(interval=0.0002)
     sampler.start()
     for _ in range(requests):
-        client.get(target, headers=auth)
+        get()
     sampler.stop()
     (out_dir / f"profile-{label}-pyinstrument.txt").write_text(sampler.output_text(unicode=True, color=False, show_all=False))
     sampled: dict[str, float] = defaultdict(float)
 
-    def walk(frame: Any) -> None:
+    def walk(frame: Any, parent_bucket: str) -> None:
+        if frame.is_synthetic:  # "[self]" leaves: already in their parent's total_self_time
+            return
         path, function = frame.file_path or "", frame.function or ""
-        name = bucket_of(path, function)
-        # C calls made from a Python frame are sampled as that frame's own time: the DBAPI's
-        # execute/fetch show up as self time of SQLAlchemy's do_execute/fetch functions.
-        if name == "sqlalchemy" and (function in ("do_execute", "do_executemany") or function.startswith("fetch")):
-            name = "db driver (via sqlalchemy do_execute/fetch)"
-        sampled[name] += frame.total_self_time if hasattr(frame, "total_self_time") else frame.self_time
+        if path.startswith("<"):
+            # A C function, sampled separately: charge it to its caller's layer, except the DBAPI's
+            # cursor/connection methods (sqlite3 execute/fetch), which are the database's time.
+            is_driver = parent_bucket == "sqlalchemy" and ("Cursor." in function or "Connection." in function)
+            name = "db driver (C calls)" if is_driver else parent_bucket
+        else:
+            name = bucket_of(path, function)
+        sampled[name] += frame.total_self_time
         for child in frame.children:
-            walk(child)
+            walk(child, name)
 
     root = sampler.last_session.root_frame() if sampler.last_session else None
     if root is not None:
-        walk(root)
+        walk(root, "stdlib")
         whole = sum(sampled.values()) or 1
         result["pyinstrument_buckets_pct"] = {k: 100 * v / whole for k, v in sorted(sampled.items(), key=lambda kv: -kv[1])}
     return result
@@ -954,20 +1039,32 @@ def mode_profile(args: argparse.Namespace, wrk: Wrk | None, workdir: Path) -> di
         auth = {"X-User-Id": data["userId"], "X-Auth-Token": data["authToken"]}
         out_dir = args.out
         report = {}
-        for label, target in (("list", LIST_TARGET), ("get", f"{API}/department/{info.get_id}")):
-            r = profile_target(app, client, auth, target, args.profile_requests, out_dir, label)
+        same, varied, _deep = growth_targets(info)
+        cases = {
+            "list": [LIST_TARGET],
+            "list-distinct": [f"{LIST_TARGET}&excludeDepartmentId=nobench{k}" for k in range(VARIED_URLS)],
+            "get": [f"{API}/department/{info.get_id}"],
+            "get-distinct": varied["get"],
+        }
+        for label, targets in cases.items():
+            r = profile_target(app, client, auth, targets, args.profile_requests, out_dir, label)
             report[label] = r
-            log(f"\n-- {label}: GET {target}: {r['ms_per_request']:.2f} ms/request in-process (no profiler), "
-                f"{len(r['sql_statements'])} SQL statements:")
+            what = "one URL repeated" if len(targets) == 1 else f"{len(targets)} distinct URLs, e.g."
+            log(f"\n-- {label}: GET ({what}) {targets[0]}: {r['ms_per_request']:.2f} ms/request in-process "
+                f"(no profiler), {len(r['sql_statements'])} SQL statements:")
             for s in r["sql_statements"]:
-                log(f"     {s[:150]}{'…' if len(s) > 150 else ''}")
+                log(f"     {s[:160]}{'…' if len(s) > 160 else ''}")
             if "pyinstrument_buckets_pct" in r:
-                log("   time by layer (pyinstrument, sampled self time): "
+                log("   time by layer (pyinstrument, sampled): "
                     + ", ".join(f"{k} {v:.1f}%" for k, v in r["pyinstrument_buckets_pct"].items() if v >= 0.5))
-            log("   time by layer (cProfile own time; inflates many-small-calls code): "
+            log("   time by layer (cProfile own time; inflates code with many small calls): "
                 + ", ".join(f"{k} {v:.1f}%" for k, v in r["cprofile_buckets_pct"].items() if v >= 0.5))
+            log("   service functions by cumulative time (cProfile, per request):")
+            for row in r["cprofile_service_cumulative"][:10]:
+                log(f"     cum {row['cum_ms_per_req']:6.3f} ms  own {row['own_ms_per_req']:6.3f} ms  "
+                    f"calls {row['calls_per_req']:5.1f}  {row['function']}")
             log("   top functions by own time (cProfile, per request):")
-            for row in r["cprofile_top_own_time"][:12]:
+            for row in r["cprofile_top_own_time"][:10]:
                 log(f"     own {row['own_ms_per_req']:6.3f} ms  cum {row['cum_ms_per_req']:6.3f} ms  "
                     f"calls {row['calls_per_req']:7.1f}  {row['function']}")
         app.extensions["db.engine"].dispose()

@@ -9,6 +9,8 @@
 -- other threads' keys or keeps older values. run.py compares, after the run, what each thread
 -- counted as 2xx with what the database holds. A request that never got an answer (the one in
 -- flight when wrk stops, or one cut by a socket error) is "uncertain": either outcome is accepted.
+-- (wrk also calls request() once on the first thread's state to check the script, and never sends
+-- that request: it shows up as one uncertain create of thread 1, "bw-t1-1".)
 local common = require("common")
 
 local HOT = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ ADMIN_PASSWORD = "admin-password"
 CHEAP_HASHING = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 8, "ARGON2_PARALLELISM": 1}
 
 # Tables holding data a test may change, children first. `roles` never changes.
-DATA_TABLES = ("login_tokens", "department_agents", "user_roles", "users", "departments", "permissions", "settings")
+DATA_TABLES = ("login_failures", "login_tokens", "department_agents", "user_roles", "users", "departments", "permissions", "settings")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -136,7 +136,9 @@ def database_url(template: Template, tmp_path: Path) -> str:
 @pytest.fixture
 def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A database with no tables at all, for migrations and real servers: a new SQLite file, or a
-    PostgreSQL database of this process's own (dropped afterwards; `test` is never touched)."""
+    PostgreSQL schema of this process's own, set as the connection's search_path (dropped
+    afterwards; the shared tables are never touched). A schema, not a database: DROP DATABASE
+    forces a checkpoint, which takes seconds on a busy server."""
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
@@ -149,11 +151,11 @@ def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     server = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     try:
         with server.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield sa.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"))
+        url = sa.make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={name}"})
+        yield url.render_as_string(hide_password=False)
         with server.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
     finally:
         server.dispose()
 
@@ -167,6 +169,27 @@ def app(database_url: str) -> Iterator[Flask]:
             services.bootstrap_admin(session, "admin", ADMIN_PASSWORD, "admin@example.com")
     yield app
     db.dispose(app)
+
+
+@pytest.fixture
+def make_app(database_url: str) -> Iterator[Callable[..., Flask]]:
+    """`make_app(**config)`: apps with settings of the test's choosing (several share the
+    test's database, like gunicorn workers); the admin exists, every app is disposed at the end."""
+    made: list[Flask] = []
+
+    def make(**config: Any) -> Flask:
+        app = create_app(
+            {"TESTING": True, "DATABASE_URL": database_url, "ADMIN_PASS": ADMIN_PASSWORD, **CHEAP_HASHING, **config}
+        )
+        with app.app_context():
+            with app.extensions["db.sessionmaker"]() as session:
+                services.bootstrap_admin(session, "admin", ADMIN_PASSWORD, "admin@example.com")
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        db.dispose(app)
 
 
 @pytest.fixture

@@ -102,7 +102,7 @@ def test_models_and_migrations_agree(empty_database_url, engine):
         assert result.exit_code == 0, result.output
         assert "models and migrations agree" in result.output
     finally:
-        app.extensions["db.engine"].dispose()
+        db.dispose(app)
 
 
 def test_the_comparison_would_notice_a_difference(empty_database_url, engine):

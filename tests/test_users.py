@@ -180,6 +180,20 @@ def test_users_list_page_size_follows_the_settings(client, auth):
     assert client.get(f"{API}/users.list?count=0", headers=auth.admin).json["count"] == 2
 
 
+def test_absurd_offsets_and_counts_are_an_empty_page_or_a_400(client, auth):
+    # Rocket.Chat parseInts whatever ajv let through; the database must never see an overflow.
+    for path in ("users.list", "livechat/users/agent"):
+        for query in ({"offset": "99999999999999999999"}, {"offset": "1e999"}, {"count": "99999999999999999999"}, {"count": "1e999"}):
+            response = client.get(f"{API}/{path}", query_string=query, headers=auth.admin)
+            assert response.status_code in (200, 400), (path, query, response.json)
+            if response.status_code == 400:
+                assert response.json["errorType"] == "invalid-params", response.json
+            elif "offset" in query:
+                assert response.json["count"] == 0
+            else:
+                assert response.json["count"] == response.json["total"]
+
+
 def test_users_list_rejects_bad_pagination_and_needs_permission(client, auth):
     response = client.get(f"{API}/users.list?count=abc", headers=auth.admin)
     assert response.status_code == 400

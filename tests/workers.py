@@ -51,6 +51,7 @@ def write_load(database_url: str, index: int, plan: dict[str, Any], barrier: Any
     """
     report: dict[str, Any] = {"index": index, "tokens": [], "users": [], "seen": {}}
     try:
+        import db
         from app import create_app
 
         app = create_app({"TESTING": True, "DATABASE_URL": database_url, **CHEAP_HASHING})
@@ -127,7 +128,7 @@ def write_load(database_url: str, index: int, plan: dict[str, Any], barrier: Any
 
         report["problems"] = rec.problems
         report["requests"] = rec.requests
-        app.extensions["db.engine"].dispose()
+        db.dispose(app)
         results.put(("ok", report))
     except BaseException:  # noqa: BLE001 - reported to the parent
         results.put(("error", f"process {index}:\n{traceback.format_exc()}"))

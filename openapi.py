@@ -1,0 +1,174 @@
+"""The OpenAPI 3 document, generated from the marshmallow schemas that validate and serialise.
+
+Each view carries `@doc(...)`, which only records which schemas it loads and dumps (the same
+classes it passes to `load`/`dump`) and which error statuses it answers; `build_spec(app)` walks
+`app.url_map` and turns that into the document, with the view's docstring as its summary. Nothing
+here changes how a request is handled.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Flask, current_app
+from marshmallow import Schema, fields
+from werkzeug.routing import FloatConverter, IntegerConverter, Rule
+
+import schemas
+
+TITLE = "Livechat departments"
+OPENAPI_VERSION = "3.0.3"
+DEFAULT_ERRORS = (400, 401, 403)
+IGNORED_METHODS = {"HEAD", "OPTIONS"}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Doc:
+    """What a view's `@doc(...)` says about it."""
+
+    query: type[Schema] | None = None
+    body: type[Schema] | None = None
+    response: type[Schema] | None = None
+    errors: tuple[int, ...] = DEFAULT_ERRORS
+    public: bool = False
+
+
+def doc(
+    *,
+    query: type[Schema] | None = None,
+    body: type[Schema] | None = None,
+    response: type[Schema] | None = None,
+    errors: Iterable[int] = DEFAULT_ERRORS,
+    public: bool = False,
+) -> Callable[[F], F]:
+    """Document a view: its query and body schemas, its 200 body and error statuses.
+
+    Metadata only. `public=True` documents that no auth headers are needed (auth.public is
+    what makes it so); a view without a `response` documents any JSON object.
+    """
+
+    def decorate(view: F) -> F:
+        view.openapi_doc = Doc(query, body, response, tuple(errors), public)  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+def view_doc(view: Callable[..., Any] | None) -> Doc | None:
+    return getattr(view, "openapi_doc", None)
+
+
+# --- building the document ---
+
+ERROR_RESPONSES = {
+    400: ("BadRequest", schemas.ErrorSchema, "Invalid parameters or a Rocket.Chat `error-…` failure"),
+    401: ("Unauthorized", schemas.UnauthorizedSchema, "Missing or invalid `X-User-Id`/`X-Auth-Token`"),
+    403: ("Forbidden", schemas.ErrorSchema, "The caller lacks a permission this action needs"),
+    429: ("TooManyRequests", schemas.ErrorSchema, "Too many failed logins: retry after `Retry-After` seconds"),
+}
+SECURITY = [{"userId": [], "authToken": []}]
+_PATH_PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+def _documented_as(self: Any, field: Any, ret: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+    """schemas.Checked fields load as is; the document shows the field they stand for."""
+    if isinstance(field, schemas.Checked):
+        return self.field2property(field.documented_as)
+    return {}
+
+
+def _path_parameters(rule: Rule) -> list[dict[str, Any]]:
+    types = {IntegerConverter: "integer", FloatConverter: "number"}
+    return [
+        {"in": "path", "name": name, "required": True, "schema": {"type": types.get(type(converter), "string")}}
+        for name, converter in rule._converters.items()
+    ]
+
+
+def _operation(rule: Rule, method: str, view: Callable[..., Any], meta: Doc, many_methods: bool) -> dict[str, Any]:
+    summary, _, description = (view.__doc__ or "").strip().partition("\n")
+    operation: dict[str, Any] = {
+        "operationId": f"{rule.endpoint}.{method.lower()}" if many_methods else rule.endpoint,
+        "summary": summary.strip(),
+        "tags": [rule.endpoint.partition(".")[0] if "." in rule.endpoint else "docs"],
+    }
+    if description.strip():
+        operation["description"] = description.strip()
+    parameters = _path_parameters(rule)
+    if meta.query is not None:
+        parameters.append({"in": "query", "schema": meta.query})
+    if parameters:
+        operation["parameters"] = parameters
+    if meta.body is not None:
+        required = any(field.required for field in meta.body._declared_fields.values())
+        operation["requestBody"] = {"required": required, "content": {"application/json": {"schema": meta.body}}}
+    success: dict[str, Any] = {"schema": meta.response} if meta.response is not None else {"schema": {"type": "object"}}
+    operation["responses"] = {"200": {"description": summary.strip() or "Success", "content": {"application/json": success}}}
+    for status in meta.errors:
+        operation["responses"][str(status)] = {"$ref": f"#/components/responses/{ERROR_RESPONSES[status][0]}"}
+    operation["security"] = [] if meta.public else SECURITY
+    return operation
+
+
+def build_spec(app: Flask) -> dict[str, Any]:
+    """The OpenAPI document of every documented route of `app` (undocumented ones are left out;
+    tests/test_openapi.py fails on them)."""
+    from admin import VERSION  # the server version `GET /api/info` reports
+
+    plugin = MarshmallowPlugin()
+    spec = APISpec(title=TITLE, version=VERSION, openapi_version=OPENAPI_VERSION, plugins=[plugin])
+    plugin.map_to_openapi_type(schemas.AjvBoolean, "boolean", None)
+    plugin.map_to_openapi_type(schemas.AjvNumber, "number", None)
+    plugin.map_to_openapi_type(schemas.AjvString, fields.String)
+    plugin.map_to_openapi_type(schemas.AjvList, fields.List)
+    plugin.map_to_openapi_type(schemas.RCDateTime, "string", "date-time")
+    assert plugin.converter is not None
+    plugin.converter.add_attribute_function(_documented_as)
+
+    spec.components.security_scheme("userId", {"type": "apiKey", "in": "header", "name": "X-User-Id"})
+    spec.components.security_scheme("authToken", {"type": "apiKey", "in": "header", "name": "X-Auth-Token"})
+    for status, (name, schema, description) in ERROR_RESPONSES.items():
+        response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
+        if status == 429:
+            response["headers"] = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+        spec.components.response(name, response)
+
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        view = app.view_functions.get(rule.endpoint)
+        meta = view_doc(view)
+        if rule.endpoint == "static" or view is None or meta is None:
+            continue
+        methods = sorted((rule.methods or set()) - IGNORED_METHODS)
+        operations = {m.lower(): _operation(rule, m, view, meta, len(methods) > 1) for m in methods}
+        spec.path(path=_PATH_PARAM.sub(r"{\1}", rule.rule), operations=operations)
+    document = spec.to_dict()
+    _drop_query_nullable(document)
+    return document
+
+
+def _drop_query_nullable(document: dict[str, Any]) -> None:
+    """A query parameter is absent or a string, never null: `allow_none` on a query field only
+    says that the view treats null as absent."""
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                schema.pop("nullable", None)
+                if "enum" in schema:
+                    schema["enum"] = [value for value in schema["enum"] if value is not None]
+
+
+@doc(public=True, errors=())
+def serve_document() -> Any:
+    """This API's OpenAPI 3 document."""
+    extensions = current_app.extensions
+    if "openapi" not in extensions:
+        extensions["openapi"] = build_spec(current_app)
+    return extensions["openapi"]

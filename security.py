@@ -1,0 +1,68 @@
+"""Response hardening, CORS and trusted proxies: what every response carries, whoever answers it.
+
+- `X-Content-Type-Options: nosniff`, `Cache-Control: no-store` and `Pragma: no-cache` on every
+  response, errors included: bodies hold tokens and user data that no cache should keep.
+- CORS is off unless CORS_ORIGINS lists exact origins. An allowed origin gets its own origin
+  echoed (never `*`) and preflights are answered here; credentials travel in the X-User-Id and
+  X-Auth-Token headers, never cookies, so `Access-Control-Allow-Credentials` is never sent.
+- `X-Forwarded-*` is trusted only through TRUSTED_PROXY_HOPS (werkzeug's ProxyFix); with the
+  default 0 a client cannot choose the address that login throttling counts.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+}
+CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+CORS_HEADERS = "Content-Type, X-User-Id, X-Auth-Token"
+CORS_EXPOSED = "Retry-After"
+CORS_MAX_AGE = "600"
+
+
+def parse_origins(raw: str) -> frozenset[str]:
+    """CORS_ORIGINS: exact origins separated by commas or spaces (`https://app.example.com`)."""
+    origins = frozenset(part.rstrip("/") for part in raw.replace(",", " ").split())
+    if "*" in origins or "null" in origins:
+        raise ValueError("CORS_ORIGINS takes exact origins such as https://app.example.com, not '*' or 'null'")
+    return origins
+
+
+def init_app(app: Flask) -> None:
+    hops = int(app.config["TRUSTED_PROXY_HOPS"])
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)  # type: ignore[method-assign]
+    origins = parse_origins(app.config["CORS_ORIGINS"])
+
+    def answer_preflight() -> Response | None:
+        """A browser's CORS preflight from an allowed origin: 204 with what it may send."""
+        if (
+            request.method == "OPTIONS"
+            and request.headers.get("Access-Control-Request-Method")
+            and request.headers.get("Origin") in origins
+        ):
+            response = app.response_class(status=204)
+            response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+            response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+            response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE
+            return response
+        return None
+
+    def add_headers(response: Response) -> Response:
+        response.headers.update(SECURITY_HEADERS)
+        if origins:
+            response.vary.add("Origin")
+            origin = request.headers.get("Origin")
+            if origin in origins:
+                response.headers["Access-Control-Allow-Origin"] = origin
+                response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
+        return response
+
+    if origins:
+        app.before_request_funcs.setdefault(None, []).insert(0, answer_preflight)  # before authentication
+    app.after_request(add_headers)

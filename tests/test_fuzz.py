@@ -1,0 +1,172 @@
+"""schemathesis over the whole OpenAPI document: in-process on both databases, and over HTTP
+against a real gunicorn.
+
+What must hold for every generated request, valid or not (notes/ecosystem.md §7.4):
+- `not_a_server_error`: never a 5xx;
+- `status_code_conformance`: only statuses the document lists (200, 400, 401, 403);
+- `content_type_conformance` and `response_schema_conformance`: JSON bodies shaped as documented.
+Seeded and bounded (a few examples per operation); the README's "Fuzzing" section has the longer run.
+`POST/GET /api/v1/logout` are left out: they would end the session the run uses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import not_a_server_error
+from schemathesis.config import SchemathesisConfig
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from conftest import API, department_fields
+from test_e2e_gunicorn import Server, login
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+SEED = 20261125
+# Examples per operation in the fuzzing phase; FUZZ_EXAMPLES=500 for a longer run (README, "Fuzzing").
+MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
+FUZZ_SETTINGS = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+CASES: Counter[str] = Counter()  # cases run per target, reported at the end of the module
+STATUSES: Counter[tuple[str, int]] = Counter()
+
+
+def fuzz_config() -> SchemathesisConfig:
+    return SchemathesisConfig.from_dict(
+        {
+            # The auth headers are ours (the admin's); generated ones would only ever be refused.
+            "generation": {"max-examples": MAX_EXAMPLES, "database": "none", "with-security-parameters": False},
+            "phases": {"stateful": {"enabled": False}},
+            "operations": [],
+        }
+    )
+
+
+class KnownIds:
+    """Real ids swapped into about half of the generated path parameters, so that fuzzing also
+    reaches existing departments, users and settings (random ids only ever find nothing)."""
+
+    def __init__(self, ids: dict[str, list[str]]) -> None:
+        self.ids = ids
+
+    def apply(self, case: Any) -> None:
+        for name, value in list((case.path_parameters or {}).items()):
+            choices = self.ids.get(name)
+            if choices and isinstance(value, str) and len(value) % 2 == 0:
+                case.path_parameters[name] = choices[len(value) % len(choices)]
+
+
+def seed_data(post: Callable[[str, dict[str, Any]], dict[str, Any]], admin_id: str) -> KnownIds:
+    """An agent in a department, through the API (`post(path, body)` returns the JSON answer)."""
+    agent = post("users.create", {"username": "fuzz.agent", "email": "fuzz@example.com", "name": "Fuzz", "password": "pw-fuzz-1"})
+    post("livechat/users/agent", {"username": "fuzz.agent"})
+    department = post(
+        "livechat/department",
+        {"department": department_fields(name="Fuzz department"), "agents": [{"agentId": agent["user"]["_id"]}]},
+    )
+    return KnownIds(
+        {
+            "department_id": [department["department"]["_id"]],
+            "user_type": ["agent", "manager"],
+            "user_id": [agent["user"]["_id"], admin_id],
+            "agent_id": [agent["user"]["_id"]],
+            "setting_id": ["Omnichannel_enable_department_removal", "API_Default_Count", "DEPARTMENT_LIMIT"],
+        }
+    )
+
+
+def fuzz(schema: Any, call: Any, known: KnownIds, label: str) -> list[str]:
+    """Run every operation of `schema` (positive and negative data), returning the failures."""
+    failures = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @FUZZ_SETTINGS
+            @seed(SEED)
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def run(case: Any) -> None:
+                known.apply(case)
+                CASES[label] += 1
+                STATUSES[(label, call(case).status_code)] += 1
+
+            try:
+                run()
+            except Unsatisfiable:
+                pass  # nothing to negate: the operation has no parameters and no body
+            except Exception as error:  # every failing operation is listed, not only the first
+                failures.append(f"{operation.label} ({mode}): {error}")
+    return failures
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_counts(request: pytest.FixtureRequest) -> Any:
+    """Print how many cases ran, and their statuses (shown even when output is captured)."""
+    yield
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        for label, count in sorted(CASES.items()):
+            statuses = ", ".join(f"{status}: {n}" for (where, status), n in sorted(STATUSES.items()) if where == label)
+            print(f"\nfuzz {label}: {count} cases ({statuses})", end="")
+
+
+# --- in-process, through the WSGI app, on SQLite and PostgreSQL ---
+
+
+def test_in_process(app, client, auth, backend):
+    """Every operation, logged in as admin, against the app object."""
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = client.post(f"{API}/{path}", json=body, headers=auth.admin)
+        assert response.status_code == 200, response.json
+        return response.json
+
+    known = seed_data(post, auth.admin["X-User-Id"])
+    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app, config=fuzz_config())
+    schema = schema.exclude(path_regex=r"/logout$")
+    failures = fuzz(schema, lambda case: case.call_and_validate(headers=auth.admin, checks=CHECKS), known, f"in-process {backend}")
+    assert not failures, "\n\n".join(failures)
+
+
+# --- over HTTP, against `gunicorn -c gunicorn.conf.py app:app` ---
+
+
+@pytest.mark.e2e
+def test_gunicorn(tmp_path):
+    """Every operation over real HTTP: two gunicorn workers on a SQLite file of its own."""
+    password = "fuzz-admin-pass-1"
+    with Server(f"sqlite:///{tmp_path / 'fuzz.db'}", tmp_path / "gunicorn.log", password) as server:
+        headers = login(server.base, password)
+
+        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            response = requests.post(f"{server.base}{API}/{path}", json=body, headers=headers, timeout=10)
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        known = seed_data(post, headers["X-User-Id"])
+        schema = schemathesis.openapi.from_url(f"{server.base}/api/openapi.json", config=fuzz_config())
+        schema = schema.exclude(path_regex=r"/logout$")
+        with requests.Session() as session:
+            failures = fuzz(
+                schema,
+                lambda case: case.call_and_validate(session=session, headers=headers, checks=CHECKS, timeout=10),
+                known,
+                "gunicorn",
+            )
+        assert not failures, "\n\n".join(failures)
+        assert "Traceback" not in server.output()
