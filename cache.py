@@ -1,8 +1,9 @@
-"""Per-process read caches, each valid for one committed data version (see models.DataVersion).
+"""Per-process read caches, each valid for one value of a committed version counter.
 
-A request reads the data version first, then looks up what it needs here. Any committed
-write increments the version, so every worker drops what it cached at its next request:
-no entry outlives the data it was computed from, and there is nothing to invalidate by hand.
+A request reads the version counters first (models.DataVersion), then looks up what it needs
+here. A committed write increments the counter of the tables it wrote (db.VERSIONED_TABLES),
+so every worker drops the affected entries at its next request: no entry outlives the data it
+was computed from, and there is nothing to invalidate by hand.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Generic, TypeVar
 from flask import current_app
 
 import db
+import services
 
 T = TypeVar("T")
 
@@ -20,7 +22,8 @@ T = TypeVar("T")
 class VersionedCache(Generic[T]):
     """Entries of the current data version only; a newer version empties the cache."""
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, counter: int, max_entries: int) -> None:
+        self.counter = counter  # which version counter (db.DATA or db.AUTH) the entries follow
         self.max_entries = max_entries
         self.version: int | None = None
         self.entries: dict[Hashable, T] = {}
@@ -44,9 +47,10 @@ class Caches:
 
     def __init__(self, enabled: bool, max_responses: int = 2048) -> None:
         self.enabled = enabled
-        self.callers: VersionedCache[object] = VersionedCache(10_000)
-        self.permissions: VersionedCache[dict[str, frozenset[str]]] = VersionedCache(1)
-        self.responses: VersionedCache[bytes] = VersionedCache(max_responses)
+        self.callers: VersionedCache[object] = VersionedCache(db.AUTH, 10_000)
+        self.permissions: VersionedCache[dict[str, frozenset[str]]] = VersionedCache(db.AUTH, 1)
+        self.settings: VersionedCache[dict[str, object]] = VersionedCache(db.DATA, 1)
+        self.responses: VersionedCache[bytes] = VersionedCache(db.DATA, max_responses)
 
 
 def caches() -> Caches:
@@ -57,4 +61,9 @@ def cached(cache: VersionedCache[T], key: Hashable, build: Callable[[], T]) -> T
     """`build()` once per data version and key (or every time when caching is off)."""
     if not caches().enabled:
         return build()
-    return cache.get_or_build(db.data_version(), key, build)
+    return cache.get_or_build(db.data_version(cache.counter), key, build)
+
+
+def settings() -> dict[str, object]:
+    """Every setting's value, as of this request's data version."""
+    return cached(caches().settings, "all", lambda: services.all_settings(db.session()))

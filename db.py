@@ -59,7 +59,9 @@ def make_engine(
         # pre_ping: a connection broken by a database restart is replaced, not handed out.
         return create_engine(url, pool_pre_ping=True)
 
-    if url.database and url.database != ":memory:":
+    # A `file:` URI (`sqlite:///file:/path/db?mode=ro&uri=true`, a read-only service) names a
+    # database that must exist already; a plain path gets its directory created.
+    if url.database and url.database != ":memory:" and not url.query.get("uri"):
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)
 
@@ -98,40 +100,63 @@ def init_app(app: Flask) -> None:
     app.teardown_appcontext(close_session)
 
 
+# Which version counter a write to each table moves (models.DataVersion). Caches of callers and
+# permissions follow AUTH, department responses follow DATA, so department writes do not make
+# every worker re-authenticate its callers. Tables not listed (login_failures) move neither.
+DATA, AUTH = 1, 2
+VERSIONED_TABLES = {
+    "departments": DATA,
+    "department_agents": DATA,
+    "settings": DATA,
+    "users": AUTH,
+    "user_roles": AUTH,
+    "login_tokens": AUTH,
+    "permissions": AUTH,
+    "roles": AUTH,
+}
+
+
 def versioned_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that increment the data version in every transaction that wrote something."""
+    """Sessions that increment the version counters of what each transaction wrote."""
     factory = sessionmaker(engine, expire_on_commit=False)
+
+    def note(session: Session, table: str) -> None:
+        counter = VERSIONED_TABLES.get(table)
+        if counter is not None:
+            session.info.setdefault("written", set()).add(counter)
 
     @event.listens_for(factory, "after_flush")
     def _flushed(session: Session, _context: object) -> None:
-        session.info["wrote"] = True
+        for instance in (*session.new, *session.dirty, *session.deleted):
+            note(session, instance.__table__.name)
 
     @event.listens_for(factory, "do_orm_execute")
     def _executed(state: ORMExecuteState) -> None:
         if state.is_insert or state.is_update or state.is_delete:
-            state.session.info["wrote"] = True
+            note(state.session, state.statement.table.name)  # type: ignore[attr-defined]
 
     @event.listens_for(factory, "before_commit")
-    def _bump_version(session: Session) -> None:
+    def _bump_versions(session: Session) -> None:
         session.flush()  # commit flushes after this hook; flush first so its writes count
-        if session.info.pop("wrote", False):
+        written = session.info.pop("written", None)
+        if written:
             # Core statement on the connection: part of this transaction, invisible to the ORM hooks.
             session.connection().execute(
-                update(DataVersion).where(DataVersion.id == 1).values(version=DataVersion.version + 1)
+                update(DataVersion).where(DataVersion.id.in_(sorted(written))).values(version=DataVersion.version + 1)
             )
 
     @event.listens_for(factory, "after_rollback")
     def _forget(session: Session) -> None:
-        session.info.pop("wrote", None)
+        session.info.pop("written", None)
 
     return factory
 
 
-VERSION_QUERY = "SELECT version FROM data_version WHERE id = 1"
+VERSION_QUERY = "SELECT id, version FROM data_version"
 
 
 class VersionReader:
-    """Reads the committed data version on a connection of its own, in autocommit mode.
+    """Reads the committed version counters on a connection of its own, in autocommit mode.
 
     This is the one query of a request served from the caches, so it skips the ORM and the
     pool: one plain DBAPI connection per thread, replaced when it fails (database restart).
@@ -143,7 +168,7 @@ class VersionReader:
         self.local = threading.local()
         self.opened: list[Any] = []  # every thread's connection, so close() reaches them all
 
-    def read(self) -> int:
+    def read(self) -> dict[int, int]:
         for attempt in (1, 2):
             connection = getattr(self.local, "connection", None)
             try:
@@ -151,9 +176,9 @@ class VersionReader:
                     connection = self.local.connection = self._connect()
                 cursor = connection.cursor()
                 cursor.execute(VERSION_QUERY)
-                (version,) = cursor.fetchone()
+                versions = {int(counter): int(version) for counter, version in cursor.fetchall()}
                 cursor.close()
-                return int(version)
+                return versions
             except Exception as error:
                 self.local.connection = None
                 if connection is not None:
@@ -181,11 +206,11 @@ class VersionReader:
         self.local = threading.local()
 
 
-def data_version() -> int:
-    """The committed data version, read once per request (before any data it may cache)."""
-    if "data_version" not in g:
-        g.data_version = current_app.extensions["db.version_reader"].read()
-    return g.data_version
+def data_version(counter: int) -> int:
+    """A committed version counter, all read once per request (before any data they may key)."""
+    if "data_versions" not in g:
+        g.data_versions = current_app.extensions["db.version_reader"].read()
+    return g.data_versions[counter]
 
 
 def dispose(app: Flask) -> None:

@@ -10,6 +10,7 @@ request's BEGIN IMMEDIATE already does it, on PostgreSQL `with_for_update` does.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +92,9 @@ def _is_archived() -> Any:
 
 
 def _not_archived() -> Any:
-    return or_(Department.archived.is_(None), Department.archived.is_(False))
+    # `IS NOT` (not `IS NULL OR = false`): the planner then walks the name index in order and
+    # filters inside it (ix_departments_name_id_archived_type), instead of sorting every row.
+    return Department.archived.is_not(True)
 
 
 # ---------------------------------------------------------------------------
@@ -215,11 +218,11 @@ def agent_departments(session: Session, agent_id: str, *, enabled_only: bool) ->
     return links
 
 
-def department_limit(session: Session, override: str | int | None) -> int:
+def department_limit(settings: Mapping[str, Any], override: str | int | None) -> int:
     """The maximum number of departments (0 = unlimited): the environment wins over the setting."""
     if override not in (None, ""):
         return int(override)  # type: ignore[arg-type]
-    return int(services.setting_values(session, "DEPARTMENT_LIMIT").get("DEPARTMENT_LIMIT") or 0)
+    return int(settings.get("DEPARTMENT_LIMIT") or 0)
 
 
 def creation_available(session: Session, limit: int) -> bool:

@@ -16,7 +16,7 @@ import db
 import department_service as service
 import services
 from auth import current_user, granted, request_body, require_all, require_any
-from cache import cached, caches
+from cache import cached, caches, settings
 from errors import ApiError
 from openapi import doc
 from schemas import (
@@ -65,7 +65,7 @@ def _department_list(params: dict[str, Any], *, archived_only: bool) -> dict[str
     session = db.session()
     sort = parse_sort(params.get("sort"), service.DEPARTMENT_SORT, {"name": 1})
     check_json_param("query", params.get("query"))
-    offset, limit = services.page_window(session, params.get("offset"), params.get("count"))
+    offset, limit = services.page_window(settings(), params.get("offset"), params.get("count"))
     where = service.ListFilter(
         text=params.get("text"),
         exclude_id=params.get("excludeDepartmentId"),
@@ -117,7 +117,7 @@ def create_department() -> Any:
     data = load(DepartmentCreateFieldsSchema, body["department"])
     agents = load(AgentChangesSchema, {"upsert": body["agents"]}) if body.get("agents") else None
     session = db.session()
-    limit = service.department_limit(session, current_app.config["DEPARTMENT_LIMIT"])
+    limit = service.department_limit(settings(), current_app.config["DEPARTMENT_LIMIT"])
     department = service.save_department(session, None, data, agents, limit=limit)
     return dump(DepartmentWithAgentsSchema, _with_agents(department, include_agents=True))
 
@@ -130,7 +130,7 @@ def creation_available() -> Any:
 
     def build() -> dict[str, Any]:
         session = db.session()
-        limit = service.department_limit(session, current_app.config["DEPARTMENT_LIMIT"])
+        limit = service.department_limit(settings(), current_app.config["DEPARTMENT_LIMIT"])
         return dump(CreationAvailableSchema, {"isDepartmentCreationAvailable": service.creation_available(session, limit)})
 
     return _cached_json(build)
@@ -179,9 +179,7 @@ def delete_department(department_id: str) -> Any:
     """Delete a department with its agent links (when `Omnichannel_enable_department_removal` is on)."""
     require_any(MANAGE, "remove-livechat-department")
     session = db.session()
-    if not services.setting_values(session, "Omnichannel_enable_department_removal").get(
-        "Omnichannel_enable_department_removal"
-    ):
+    if not settings().get("Omnichannel_enable_department_removal"):
         raise ApiError.plain("error-department-removal-disabled")
     service.remove_department(session, department_id)
     return dump(SuccessSchema, {})
@@ -243,7 +241,7 @@ def list_agents(department_id: str) -> Any:
 
     def build() -> dict[str, Any]:
         session = db.session()
-        offset, limit = services.page_window(session, params.get("offset"), params.get("count"))
+        offset, limit = services.page_window(settings(), params.get("offset"), params.get("count"))
         agents, total = service.list_department_agents(session, department_id, sort, offset, limit)
         return dump(DepartmentAgentListSchema, 
             {"agents": agents, "count": len(agents), "offset": offset, "total": total}

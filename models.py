@@ -88,9 +88,10 @@ class Base(DeclarativeBase):
 
 
 class DataVersion(Base):
-    """A single row whose counter every committed write increments (in the same transaction).
+    """Version counters that committed writes increment in their own transaction (row 1: data,
+    row 2: accounts; db.VERSIONED_TABLES says which tables move which).
 
-    Each request reads it first; per-process read caches are valid for one version only, so a
+    Each request reads them first; per-process read caches are valid for one version only, so a
     write committed by any worker is seen by the next read in every other worker.
     """
 
@@ -223,7 +224,9 @@ class Department(Base):
         return name
 
     __table_args__ = (
-        Index("ix_departments_name_id", "name", "id"),
+        # Ordered scans of the lists filter on archived/type inside the index: no table lookups
+        # while skipping `offset` rows, and COUNT(*) reads only the index.
+        Index("ix_departments_name_id_archived_type", "name", "id", "archived", "type"),
         Index("ix_departments_archived_name_id", "archived", "name", "id"),
         Index("ix_departments_enabled", "enabled"),
     )

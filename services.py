@@ -13,7 +13,7 @@ import hmac
 import logging
 import math
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -362,6 +362,10 @@ def get_setting(session: Session, setting_id: str) -> Setting:
     return setting
 
 
+def all_settings(session: Session) -> dict[str, Any]:
+    return {setting_id: value for setting_id, value in session.execute(select(Setting.id, Setting.value))}
+
+
 def setting_values(session: Session, *ids: str) -> dict[str, Any]:
     rows = session.execute(select(Setting.id, Setting.value).where(Setting.id.in_(ids)))
     # Rows unpack like tuples (Result.tuples() is deprecated in SQLAlchemy 2.1 and fails here).
@@ -387,9 +391,8 @@ def set_setting(session: Session, setting_id: str, value: Any) -> None:
 MAX_SQL_INT = 2**63 - 1
 
 
-def page_window(session: Session, offset: float | None, count: float | None) -> tuple[int, int | None]:
+def page_window(settings: Mapping[str, Any], offset: float | None, count: float | None) -> tuple[int, int | None]:
     """(offset, limit) from the query; limit None means "all" (`count=0` when allowed)."""
-    settings = setting_values(session, "API_Default_Count", "API_Upper_Count_Limit", "API_Allow_Infinite_Count")
     default = settings.get("API_Default_Count") or 0
     upper = settings.get("API_Upper_Count_Limit") or 0
     default = default if default > 0 else 50

@@ -9,6 +9,7 @@ from flask import Blueprint, request
 import db
 import services
 from auth import current_user, granted, request_body, require_all, require_any
+from cache import settings
 from errors import ApiError
 from openapi import doc
 from schemas import (
@@ -64,7 +65,7 @@ def list_users() -> Any:
     params = load(UsersListQuerySchema, query_args(request.args))
     require_all("view-user-administration")
     session = db.session()
-    offset, limit = services.page_window(session, params.get("offset"), params.get("count"))
+    offset, limit = services.page_window(settings(), params.get("offset"), params.get("count"))
     users, total = services.list_users(session, offset, limit)
     return dump(UsersListSchema, {"users": users, "count": len(users), "offset": offset, "total": total})
 
@@ -82,7 +83,7 @@ def delete_user() -> Any:
     if user.id == current_user().id:
         raise ApiError.meteor("error-action-not-allowed", "You cannot delete yourself")
     services.delete_user(session, user)
-    return {"success": True}
+    return dump(SuccessSchema, {})
 
 
 @bp.get("/livechat/users/<user_type>")
@@ -98,7 +99,7 @@ def list_livechat_users(user_type: str) -> Any:
         raise ApiError.plain("unauthorized", 403)
     session = db.session()
     sort = parse_sort(params.get("sort"), USER_SORT_FIELDS, {"name": 1})
-    offset, limit = services.page_window(session, params.get("offset"), params.get("count"))
+    offset, limit = services.page_window(settings(), params.get("offset"), params.get("count"))
     users, total = services.list_role_members(
         session, role, text=params.get("text"), exclude_id=params.get("excludeId"),
         only_available=bool(params.get("onlyAvailable")), offset=offset, count=limit, sort=sort,
@@ -134,4 +135,4 @@ def remove_livechat_user(user_type: str, user_id: str) -> Any:
     """Take the agent or manager role away; an agent also leaves every department."""
     require_any("view-livechat-manager")
     services.remove_role(db.session(), user_id, services.livechat_role(user_type))
-    return {"success": True}
+    return dump(SuccessSchema, {})
