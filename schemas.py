@@ -58,6 +58,50 @@ class OmitNoneSchema(Schema):
         return {k: v for k, v in data.items() if v is not None}
 
 
+class CompiledDumpSchema(OmitNoneSchema):
+    """A flat response schema dumped through a plan compiled once per process.
+
+    marshmallow spends most of a 50-department list in per-field machinery (measured: 3.5 ms
+    of a 4-5 ms response). The plan keeps the schema's own fields, keys and order: values that
+    the database already stores with the wire type are copied, the others (dates) go through
+    their field's serializer, None is omitted, then `finish` runs (the schema's post-dump
+    step). tests/test_compiled_dump.py checks it against marshmallow's own dump.
+    """
+
+    COPIED = (fields.String, fields.Boolean, fields.Integer, fields.List)
+
+    def dump(self, obj: Any, *, many: bool | None = None) -> Any:  # type: ignore[override]
+        plan = self.__dict__.get("_plan") or self._compile()
+        if many if many is not None else self.many:
+            return [self._dump_one(plan, item) for item in obj]
+        return self._dump_one(plan, obj)
+
+    def _compile(self) -> list[tuple[str, str, fields.Field[Any] | None]]:
+        plan = []
+        for name, field in self.dump_fields.items():
+            if type(field) not in (*self.COPIED, RCDateTime):
+                raise TypeError(f"{type(self).__name__}.{name}: {type(field).__name__} cannot be compiled")
+            plan.append((field.data_key or name, field.attribute or name, None if type(field) in self.COPIED else field))
+        self._plan = plan
+        return plan
+
+    def _dump_one(self, plan: list[tuple[str, str, fields.Field[Any] | None]], obj: Any) -> dict[str, Any]:
+        data = {}
+        for key, attribute, field in plan:
+            value = getattr(obj, attribute, None)
+            if value is not None:
+                data[key] = value if field is None else field._serialize(value, attribute, obj)
+        return self.finish(data, obj)
+
+    def finish(self, data: dict[str, Any], obj: Any) -> dict[str, Any]:
+        """The post-dump step, shared by the compiled and the marshmallow paths."""
+        return data
+
+    @post_dump(pass_original=True)
+    def _finish(self, data: dict[str, Any], obj: Any, **_kwargs: Any) -> dict[str, Any]:
+        return self.finish(data, obj)
+
+
 # ---------------------------------------------------------------------------
 # ajv-style validation (coercing, first error wins, "[invalid-params]")
 # ---------------------------------------------------------------------------
@@ -419,6 +463,12 @@ class UnauthorizedSchema(ErrorSchema):
     message = fields.String()
 
 
+class UnavailableSchema(ErrorSchema):
+    """A 503 (documentation only); `/readyz` adds a `status`."""
+
+    status = fields.String()
+
+
 # Upper bound: beyond it offsets overflow the databases' integers (a 500 otherwise).
 _PAGE_RANGE = [validate.Range(min=0, error="must be >= 0"), validate.Range(max=2**31 - 1, error="must be <= {max}")]
 
@@ -440,7 +490,7 @@ def parse_sort(raw: str | None, allowed: Mapping[str, Any], default: dict[str, i
         return list(default.items())
     try:
         sort = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # the parser recurses per nesting level
         sort = None
     if (
         not isinstance(sort, dict)
@@ -953,6 +1003,8 @@ class AutocompleteQuerySchema(Schema):
             selector = json.loads(raw)
         except ValueError as error:
             raise ValidationError(str(error)) from None
+        except RecursionError:  # the parser recurses per nesting level
+            raise ValidationError("The 'selector' param is nested too deeply") from None
         if not isinstance(selector, dict):
             raise ValidationError("The 'selector' param must be a JSON object")
         check_selector(selector)
@@ -1029,7 +1081,7 @@ def check_json_param(name: str, raw: Any) -> None:
         return
     try:
         json.loads(raw) if isinstance(raw, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # the parser recurses per nesting level
         error = ApiError.meteor(f"error-invalid-{name}", f"Invalid {name} parameter provided: {json.dumps(raw)}")
         error.details = {"helperMethod": "parseJsonQuery"}
         raise error from None
@@ -1038,7 +1090,7 @@ def check_json_param(name: str, raw: Any) -> None:
 # --- responses ---
 
 
-class DepartmentSchema(OmitNoneSchema):
+class DepartmentSchema(CompiledDumpSchema):
     """A department as Rocket.Chat returns it; custom fields follow the typed ones."""
 
     class Meta:
@@ -1064,8 +1116,7 @@ class DepartmentSchema(OmitNoneSchema):
     numAgents = fields.Integer(attribute="num_agents")
     _updatedAt = RCDateTime(attribute="updated_at")
 
-    @post_dump(pass_original=True)
-    def _custom_fields(self, data: dict[str, Any], department: models.Department, **_kwargs: Any) -> dict[str, Any]:
+    def finish(self, data: dict[str, Any], department: Any) -> dict[str, Any]:
         if not department.extra:
             return data
         updated_at = data.pop("_updatedAt")
@@ -1074,7 +1125,7 @@ class DepartmentSchema(OmitNoneSchema):
         return data
 
 
-class DepartmentAgentSchema(Schema):
+class DepartmentAgentSchema(CompiledDumpSchema):
     _id = fields.String(attribute="id")
     agentId = fields.String(attribute="agent_id")
     departmentId = fields.String(attribute="department_id")

@@ -1,0 +1,120 @@
+"""The read caches (cache.py) never change an answer: same bytes as the uncached path, and a
+write committed through one worker is seen by the very next read in any other worker.
+
+Two applications on one database stand for two gunicorn workers: each has its own caches
+and its own connections, exactly what separate worker processes have.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import db
+from app import create_app
+from conftest import ADMIN_PASSWORD, CHEAP_HASHING, create_department
+
+API = "/api/v1/livechat"
+
+
+@pytest.fixture
+def second_worker(database_url):
+    """Another application on the same database, with its own caches."""
+    app = create_app({"TESTING": True, "DATABASE_URL": database_url, **CHEAP_HASHING})
+    yield app
+    db.dispose(app)
+
+
+@pytest.fixture
+def uncached_worker(database_url):
+    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "READ_CACHE": False, **CHEAP_HASHING})
+    yield app
+    db.dispose(app)
+
+
+def _populate(client, auth):
+    agent = auth.create_user("agent.one", ["livechat-agent"])
+    first = create_department(client, auth.admin, name="Billing", agents=[{"agentId": agent["_id"], "count": 2}])
+    second = create_department(client, auth.admin, name="École", maxNumberSimultaneousChat=3)
+    archived = create_department(client, auth.admin, name="Old")
+    assert client.post(f"{API}/department/{archived['_id']}/archive", headers=auth.admin).status_code == 200
+    return agent, first, second, archived
+
+
+def test_cached_responses_are_byte_identical_to_uncached_ones(app, client, auth, uncached_worker):
+    agent, first, second, archived = _populate(client, auth)
+    urls = [
+        f"{API}/department",
+        f"{API}/department?count=2&offset=1&sort=%7B%22name%22%3A-1%7D",
+        f"{API}/department?text=%C3%A9cole",
+        f"{API}/department?showArchived=true",
+        f"{API}/departments/archived",
+        f"{API}/department/{first['_id']}",
+        f"{API}/department/{first['_id']}?includeAgents=false",
+        f"{API}/department/unknown-id",
+        f"{API}/department/{first['_id']}/agents",
+        f"{API}/department.autocomplete?selector=%7B%22term%22%3A%22b%22%7D",
+        f"{API}/department.listByIds?ids[]={first['_id']}&ids[]={second['_id']}",
+        f"{API}/department/isDepartmentCreationAvailable",
+        f"{API}/agents/{agent['_id']}/departments",
+    ]
+    uncached = uncached_worker.test_client()
+    for url in urls:
+        warm = client.get(url, headers=auth.admin)
+        hit = client.get(url, headers=auth.admin)  # served from the cache
+        reference = uncached.get(url, headers=auth.admin)
+        assert reference.status_code == hit.status_code == warm.status_code == 200, url
+        assert hit.get_data() == reference.get_data() == warm.get_data(), url
+        assert hit.headers["Content-Type"] == reference.headers["Content-Type"] == "application/json"
+
+
+def test_the_cache_really_serves_repeated_reads(app, client, auth):
+    _populate(client, auth)
+    client.get(f"{API}/department", headers=auth.admin)
+    responses = app.extensions["caches"].responses
+    assert any(key[0].startswith(f"{API}/department?") for key in responses.entries)
+
+
+def test_a_write_in_one_worker_is_seen_by_the_next_read_in_another(client, auth, second_worker):
+    other = second_worker.test_client()
+    login = other.post("/api/v1/login", json={"user": "admin", "password": ADMIN_PASSWORD}).json["data"]
+    other_headers = {"X-User-Id": login["userId"], "X-Auth-Token": login["authToken"]}
+    created = create_department(client, auth.admin, name="Before")
+
+    # Both workers cache the list and the department.
+    for worker, headers in ((client, auth.admin), (other, other_headers)):
+        assert [d["name"] for d in worker.get(f"{API}/department", headers=headers).json["departments"]] == ["Before"]
+        assert worker.get(f"{API}/department/{created['_id']}", headers=headers).json["department"]["name"] == "Before"
+
+    # A write through the first worker...
+    response = client.put(
+        f"{API}/department/{created['_id']}", json={"department": {"name": "After"}}, headers=auth.admin
+    )
+    assert response.status_code == 200
+    create_department(client, auth.admin, name="Added")
+
+    # ...is what the other worker answers next.
+    names = [d["name"] for d in other.get(f"{API}/department", headers=other_headers).json["departments"]]
+    assert names == ["Added", "After"]
+    assert other.get(f"{API}/department/{created['_id']}", headers=other_headers).json["department"]["name"] == "After"
+
+
+def test_a_permission_change_in_one_worker_applies_at_once_in_another(client, auth, second_worker):
+    other = second_worker.test_client()
+    manager = auth.user_headers("manager.one", ["livechat-manager"])
+    assert other.get(f"{API}/department", headers=manager).status_code == 200  # cached as allowed
+
+    response = client.post(
+        "/api/v1/permissions.update",
+        json={"permissions": [{"_id": "view-livechat-departments", "roles": ["admin"]}, {"_id": "view-l-room", "roles": ["admin"]}]},
+        headers=auth.admin,
+    )
+    assert response.status_code == 200
+    assert other.get(f"{API}/department", headers=manager).status_code == 403
+
+
+def test_logout_in_one_worker_ends_the_session_in_another(client, auth, second_worker):
+    other = second_worker.test_client()
+    headers = auth.user_headers("manager.two", ["livechat-manager"])
+    assert other.get(f"{API}/department", headers=headers).status_code == 200
+    assert client.post("/api/v1/logout", headers=headers).status_code == 200
+    assert other.get(f"{API}/department", headers=headers).status_code == 401
