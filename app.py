@@ -6,7 +6,6 @@ request pipeline, blueprints, errors and CLI. `app` is the WSGI object gunicorn 
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +38,9 @@ def config_from_env() -> dict[str, Any]:
         "ARGON2_PARALLELISM": _env_int("ARGON2_PARALLELISM", 4),
         "DEPARTMENT_LIMIT": os.environ.get("DEPARTMENT_LIMIT") or None,
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO").upper(),
+        "LOG_FORMAT": os.environ.get("LOG_FORMAT", "text").lower(),
+        "METRICS": os.environ.get("METRICS", "off").lower() in ("1", "on", "true", "yes"),
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN") or None,
         "READ_CACHE": os.environ.get("READ_CACHE", "on").lower() not in ("0", "off", "false", "no"),
         "LOGIN_MAX_FAILURES": _env_int("LOGIN_MAX_FAILURES", 10),
         "LOGIN_FAILURE_WINDOW_SECONDS": _env_int("LOGIN_FAILURE_WINDOW_SECONDS", 300),
@@ -51,12 +53,14 @@ def config_from_env() -> dict[str, Any]:
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the application; `config` overrides the environment (tests pass their database here)."""
     import admin
+    import apidocs
     import auth
     import cache
     import cli
     import db
     import departments
     import errors
+    import observability
     import openapi
     import security
     import services
@@ -66,8 +70,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config_from_env())
     app.config.update(config or {})
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep Rocket.Chat's key order
+    app.url_map.merge_slashes = False  # `a//b` is a JSON 404, not werkzeug's HTML redirect
 
-    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    observability.configure_logging(app)
     services.configure_password_hashing(
         app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_KIB"], app.config["ARGON2_PARALLELISM"]
     )
@@ -75,9 +80,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["caches"] = cache.Caches(enabled=app.config["READ_CACHE"])
 
     security.init_app(app)
+    observability.init_app(app)  # request ids, metrics, /healthz and /readyz
     app.before_request(auth.authenticate)
     app.before_request(auth.reject_nul_characters)
-    for blueprint in (auth.bp, users.bp, admin.bp, departments.bp):
+    for blueprint in (auth.bp, users.bp, admin.bp, departments.bp, apidocs.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/api/openapi.json", view_func=auth.public(openapi.serve_document))
     errors.register_error_handlers(app)

@@ -121,12 +121,36 @@ def request_body() -> Any:
         raise ApiError.plain(
             "Unsupported Media Type: the body must be JSON (Content-Type: application/json)", 415
         )
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # the json parser recurses once per level: deep nesting is not a 500
+        raise ApiError.plain(TOO_DEEP) from None
     if data is None:
         raise ApiError.plain("Malformed JSON body", 400)
+    if _deeper_than(data, MAX_JSON_DEPTH):  # before anything walks it recursively
+        raise ApiError.plain(TOO_DEEP)
     if _holds_nul(data):
         raise ApiError.plain(NUL_ERROR)
     return data
+
+
+# No body of this API nests deeper than 4 levels; 32 leaves room and keeps recursion far away.
+MAX_JSON_DEPTH = 32
+TOO_DEEP = f"Invalid input: JSON nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether `value` nests objects/arrays more than `limit` levels deep (iterative: any depth)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 NUL_ERROR = "Invalid input: the NUL character (\\u0000) is not allowed"

@@ -14,7 +14,7 @@ import psycopg
 
 from flask import Flask, Response, jsonify
 from marshmallow import ValidationError
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,14 @@ def handle_operational_error(error: Exception) -> Response:
     return _json({"success": False, "error": UNAVAILABLE}, 503)
 
 
+def handle_interface_error(error: InterfaceError) -> Response:
+    # psycopg's "the connection is closed" (a connection lost under the request) is the database's
+    # state too; sqlite3's InterfaceError (a value it cannot bind) is our bug and stays a 500.
+    if error.connection_invalidated or isinstance(error.orig, psycopg.InterfaceError):
+        return handle_operational_error(error)
+    return handle_unexpected(error)
+
+
 def handle_unexpected(error: Exception) -> Response:
     log.exception("unhandled error")
     return _json({"success": False, "error": "Internal server error"}, 500)
@@ -175,6 +183,7 @@ def register_error_handlers(app: Flask) -> None:
     # The same failure straight from the driver, where code uses a raw DBAPI connection.
     app.register_error_handler(sqlite3.OperationalError, handle_operational_error)
     app.register_error_handler(psycopg.OperationalError, handle_operational_error)
+    app.register_error_handler(InterfaceError, handle_interface_error)
     app.register_error_handler(Exception, handle_unexpected)
 
 

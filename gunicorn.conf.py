@@ -1,10 +1,20 @@
 """gunicorn settings: `gunicorn -c gunicorn.conf.py app:app` from the project root.
 
 Reads HOST, PORT and WEB_CONCURRENCY (see the README's table). The database is migrated
-and the admin created once, in the master, before any worker starts.
+and the admin created once, in the master, before any worker starts. Logs (LOG_FORMAT,
+LOG_LEVEL) and metrics (METRICS) are set up here for gunicorn as for the app: observability.py.
+deploy/README.md walks through every setting.
 """
 
+import glob
 import os
+import shutil
+import tempfile
+
+import observability
+
+# Same values as app.config_from_env.
+METRICS = os.environ.get("METRICS", "off").lower() in ("1", "on", "true", "yes")
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '3000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -19,6 +29,9 @@ limit_request_fields = int(os.environ.get("MAX_HEADER_FIELDS") or 100)
 limit_request_field_size = int(os.environ.get("MAX_HEADER_BYTES") or 8190)
 accesslog = "-"
 errorlog = "-"
+# gunicorn's own lines and access lines in the app's format (text or JSON, with the request id).
+logconfig_dict = observability.logging_config(os.environ.get("LOG_FORMAT", "text"), os.environ.get("LOG_LEVEL", "INFO"))
+access_log_format = observability.ACCESS_LOG_FORMAT
 # gunicorn 27 opens a control socket at a fixed per-user path by default; two instances
 # (tests, several services on one host) would fight over it, and we do not use it.
 control_socket_disable = True
@@ -26,7 +39,39 @@ control_socket_disable = True
 
 def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
     """Migrate and create the admin before workers fork (never inside the workers)."""
+    if METRICS:
+        prepare_metrics_directory()
     from app import create_app
     from cli import prepare_database
 
     prepare_database(create_app())
+
+
+def prepare_metrics_directory() -> None:
+    """METRICS=on with several workers: each worker writes its figures to files in
+    PROMETHEUS_MULTIPROC_DIR and a scrape adds them up. It must be set before prometheus_client
+    is first imported (create_app, below) and hold no figures of an earlier run. Not given (or
+    inherited from the master a USR2 upgrade replaces): a fresh temporary one, removed at exit."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not given or given == os.environ.get("METRICS_TEMP_DIR"):
+        made = tempfile.mkdtemp(prefix="departments-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["METRICS_TEMP_DIR"] = made
+        return
+    os.makedirs(given, exist_ok=True)
+    for stale in glob.glob(os.path.join(given, "*.db")):
+        os.remove(stale)
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    """A worker is gone: its live gauges no longer count (prometheus_client multi-process mode)."""
+    if METRICS:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    """Remove the metrics directory this master made (not one that was given)."""
+    made = os.environ.get("METRICS_TEMP_DIR")
+    if METRICS and made and made == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(made, ignore_errors=True)

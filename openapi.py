@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 from marshmallow import Schema, fields
 from werkzeug.routing import FloatConverter, IntegerConverter, Rule
 
@@ -38,6 +38,8 @@ class Doc:
     response: type[Schema] | None = None
     errors: tuple[int, ...] = DEFAULT_ERRORS
     public: bool = False
+    media_type: str = "application/json"
+    hidden: bool = False
 
 
 def doc(
@@ -47,15 +49,20 @@ def doc(
     response: type[Schema] | None = None,
     errors: Iterable[int] = DEFAULT_ERRORS,
     public: bool = False,
+    media_type: str = "application/json",
+    hidden: bool = False,
 ) -> Callable[[F], F]:
     """Document a view: its query and body schemas, its 200 body and error statuses.
 
     Metadata only. `public=True` documents that no auth headers are needed (auth.public is
-    what makes it so); a view without a `response` documents any JSON object.
+    what makes it so); a view without a `response` documents any JSON object, or any text for
+    another `media_type`. `hidden=True` keeps a route out of the document on purpose (the docs
+    page's own files), which tests/test_openapi.py accepts as a decision.
     """
 
     def decorate(view: F) -> F:
-        view.openapi_doc = Doc(query, body, response, tuple(errors), public)  # type: ignore[attr-defined]
+        meta = Doc(query, body, response, tuple(errors), public, media_type, hidden)
+        view.openapi_doc = meta  # type: ignore[attr-defined]
         return view
 
     return decorate
@@ -72,6 +79,7 @@ ERROR_RESPONSES = {
     401: ("Unauthorized", schemas.UnauthorizedSchema, "Missing or invalid `X-User-Id`/`X-Auth-Token`"),
     403: ("Forbidden", schemas.ErrorSchema, "The caller lacks a permission this action needs"),
     429: ("TooManyRequests", schemas.ErrorSchema, "Too many failed logins: retry after `Retry-After` seconds"),
+    503: ("ServiceUnavailable", schemas.UnavailableSchema, "The database cannot be reached or is not migrated"),
 }
 SECURITY = [{"userId": [], "authToken": []}]
 _PATH_PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
@@ -97,7 +105,7 @@ def _operation(rule: Rule, method: str, view: Callable[..., Any], meta: Doc, man
     operation: dict[str, Any] = {
         "operationId": f"{rule.endpoint}.{method.lower()}" if many_methods else rule.endpoint,
         "summary": summary.strip(),
-        "tags": [rule.endpoint.partition(".")[0] if "." in rule.endpoint else "docs"],
+        "tags": [rule.endpoint.partition(".")[0] if "." in rule.endpoint else "service"],
     }
     if description.strip():
         operation["description"] = description.strip()
@@ -109,8 +117,11 @@ def _operation(rule: Rule, method: str, view: Callable[..., Any], meta: Doc, man
     if meta.body is not None:
         required = any(field.required for field in meta.body._declared_fields.values())
         operation["requestBody"] = {"required": required, "content": {"application/json": {"schema": meta.body}}}
-    success: dict[str, Any] = {"schema": meta.response} if meta.response is not None else {"schema": {"type": "object"}}
-    operation["responses"] = {"200": {"description": summary.strip() or "Success", "content": {"application/json": success}}}
+    if meta.response is not None:
+        success: dict[str, Any] = {"schema": meta.response}
+    else:
+        success = {"schema": {"type": "object"} if meta.media_type == "application/json" else {"type": "string"}}
+    operation["responses"] = {"200": {"description": summary.strip() or "Success", "content": {meta.media_type: success}}}
     for status in meta.errors:
         operation["responses"][str(status)] = {"$ref": f"#/components/responses/{ERROR_RESPONSES[status][0]}"}
     operation["security"] = [] if meta.public else SECURITY
@@ -143,7 +154,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         view = app.view_functions.get(rule.endpoint)
         meta = view_doc(view)
-        if rule.endpoint == "static" or view is None or meta is None:
+        if rule.endpoint == "static" or view is None or meta is None or meta.hidden:
             continue
         methods = sorted((rule.methods or set()) - IGNORED_METHODS)
         operations = {m.lower(): _operation(rule, m, view, meta, len(methods) > 1) for m in methods}
@@ -171,4 +182,5 @@ def serve_document() -> Any:
     extensions = current_app.extensions
     if "openapi" not in extensions:
         extensions["openapi"] = build_spec(current_app)
-    return extensions["openapi"]
+    # Where the API is mounted, as this request reached it (SCRIPT_NAME, X-Forwarded-Prefix).
+    return {**extensions["openapi"], "servers": [{"url": request.script_root or "/"}]}

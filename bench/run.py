@@ -928,6 +928,7 @@ def bucket_of(file_path: str, function: str) -> str:
 def profile_target(
     app: Any, client: Any, auth: dict[str, str], targets: list[str], requests: int, out_dir: Path, label: str
 ) -> dict[str, Any]:
+    """`label` names the output files: profile-<label>-cprofile.txt and profile-<label>-pyinstrument.txt."""
     """Profile GETs of `targets`, taken in turn (one URL repeated, or distinct URLs never asked before)."""
     engine = app.extensions["db.engine"]
     statements: list[str] = []
@@ -1047,7 +1048,7 @@ def mode_profile(args: argparse.Namespace, wrk: Wrk | None, workdir: Path) -> di
             "get-distinct": varied["get"],
         }
         for label, targets in cases.items():
-            r = profile_target(app, client, auth, targets, args.profile_requests, out_dir, label)
+            r = profile_target(app, client, auth, targets, args.profile_requests, out_dir, f"{label}-{database.kind}")
             report[label] = r
             what = "one URL repeated" if len(targets) == 1 else f"{len(targets)} distinct URLs, e.g."
             log(f"\n-- {label}: GET ({what}) {targets[0]}: {r['ms_per_request']:.2f} ms/request in-process "
@@ -1068,7 +1069,8 @@ def mode_profile(args: argparse.Namespace, wrk: Wrk | None, workdir: Path) -> di
                 log(f"     own {row['own_ms_per_req']:6.3f} ms  cum {row['cum_ms_per_req']:6.3f} ms  "
                     f"calls {row['calls_per_req']:7.1f}  {row['function']}")
         app.extensions["db.engine"].dispose()
-        log(f"\nfull profiles: {out_dir}/profile-*-cprofile.txt" + (", profile-*-pyinstrument.txt" if "pyinstrument_buckets_pct" in report["list"] else ""))
+        log(f"\nfull profiles: {out_dir}/profile-*-{database.kind}-cprofile.txt"
+            + (f", profile-*-{database.kind}-pyinstrument.txt" if "pyinstrument_buckets_pct" in report["list"] else ""))
         return report
     finally:
         if not args.keep:
