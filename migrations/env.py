@@ -26,7 +26,8 @@ MIGRATION_LOCK_KEY = 7_341_002  # arbitrary, constant: our advisory lock id
 
 def run_migrations_online() -> None:
     url = context.config.get_main_option("sqlalchemy.url") or db.database_url_from_env(ROOT)
-    engine = db.make_engine(url, foreign_keys=False)
+    # Several processes may start at once (gunicorn masters, tests): the later ones wait their turn.
+    engine = db.make_engine(url, foreign_keys=False, sqlite_busy_timeout_ms=60_000)
     sqlite = db.is_sqlite(engine)
     with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection:
         context.configure(
