@@ -51,6 +51,7 @@ class Caches:
         self.permissions: VersionedCache[dict[str, frozenset[str]]] = VersionedCache(db.AUTH, 1)
         self.settings: VersionedCache[dict[str, object]] = VersionedCache(db.DATA, 1)
         self.responses: VersionedCache[bytes] = VersionedCache(db.DATA, max_responses)
+        self.totals: VersionedCache[int] = VersionedCache(db.DATA, 1024)
 
 
 def caches() -> Caches:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, String, and_, cast, delete, false, func, or_, select, true, update
+from sqlalchemy import Row, Select, String, and_, cast, delete, false, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 import services
@@ -102,7 +102,7 @@ def _not_archived() -> Any:
 # ---------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class ListFilter:
     """The filters of the department lists (shared/spec §2.1, §2.6)."""
 
@@ -136,22 +136,31 @@ def _ordered(query: Select[Any], sort: list[tuple[str, int]], columns: dict[str,
     return query.order_by(*order, tie_break)
 
 
-def list_departments(
+def count_departments(session: Session, where: ListFilter) -> int:
+    """The number of departments matching `where` (a list's `total`)."""
+    return session.scalar(where.apply(select(func.count()).select_from(Department))) or 0
+
+
+# Reads select plain rows, not ORM objects: responses only read them, and loading the
+# objects cost more than the query itself (bench/README.md, profiles).
+DEPARTMENT_ROW = select(Department.__table__)
+
+
+def page_departments(
     session: Session, where: ListFilter, sort: list[tuple[str, int]], offset: int, limit: int | None
-) -> tuple[list[Department], int]:
-    """One page of departments and the number of all matches."""
-    total = session.scalar(where.apply(select(func.count()).select_from(Department))) or 0
-    query = _ordered(where.apply(select(Department)), sort, DEPARTMENT_SORT, Department.id).offset(offset)
+) -> list[Row[Any]]:
+    """One page of departments, in `sort` order with `_id` as the tie-break."""
+    query = _ordered(where.apply(DEPARTMENT_ROW), sort, DEPARTMENT_SORT, Department.id).offset(offset)
     if limit is not None:
         query = query.limit(limit)
-    return list(session.scalars(query)), total
+    return list(session.execute(query))
 
 
-def get_department(session: Session, department_id: str, *, agent_id: str | None = None) -> Department | None:
-    query = select(Department).where(Department.id == department_id)
+def get_department(session: Session, department_id: str, *, agent_id: str | None = None) -> Row[Any] | None:
+    query = DEPARTMENT_ROW.where(Department.id == department_id)
     if agent_id is not None:
         query = ListFilter(archived=None, agent_id=agent_id).apply(query)
-    return session.scalars(query).one_or_none()
+    return session.execute(query).one_or_none()
 
 
 def department_agents(session: Session, department_id: str) -> list[DepartmentAgent]:

@@ -75,7 +75,9 @@ def _department_list(params: dict[str, Any], *, archived_only: bool) -> dict[str
         enabled_only=not archived_only and params.get("enabled") == "true",
         archived=True if archived_only else (None if params.get("showArchived") == "true" else False),
     )
-    departments, total = service.list_departments(session, where, sort, offset, limit)
+    # Pages of one filter share their total: counted once per data version.
+    total = cached(caches().totals, where, lambda: service.count_departments(session, where))
+    departments = service.page_departments(session, where, sort, offset, limit)
     return {"departments": departments, "count": len(departments), "offset": offset, "total": total}
 
 

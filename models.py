@@ -203,9 +203,10 @@ class Department(Base):
     show_on_offline_form: Mapped[bool | None] = mapped_column(Boolean)
     description: Mapped[str | None] = mapped_column(Text)
     request_tag_before_closing_chat: Mapped[bool | None] = mapped_column(Boolean)
-    chat_closing_tags: Mapped[list[str] | None] = mapped_column(JSON)
+    # none_as_null: an absent list is SQL NULL, not the JSON text 'null' (decoded on every read).
+    chat_closing_tags: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
     fallback_forward_department: Mapped[str | None] = mapped_column(String(ID_MAX))
-    departments_allowed_to_forward: Mapped[list[str] | None] = mapped_column(JSON)
+    departments_allowed_to_forward: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
     allow_receive_forward_offline: Mapped[bool | None] = mapped_column(Boolean)
     offline_message_channel_name: Mapped[str | None] = mapped_column(Text)
     abandoned_rooms_close_custom_message: Mapped[str | None] = mapped_column(Text)
