@@ -132,7 +132,12 @@ class ListFilter:
 
 
 def _ordered(query: Select[Any], sort: list[tuple[str, int]], columns: dict[str, Any], tie_break: Any) -> Select[Any]:
-    order = [columns[key].desc() if direction < 0 else columns[key].asc() for key, direction in sort]
+    # Absent values sort first ascending and last descending, as in Mongo (and SQLite);
+    # PostgreSQL's default is the opposite.
+    order = [
+        columns[key].desc().nulls_last() if direction < 0 else columns[key].asc().nulls_first()
+        for key, direction in sort
+    ]
     return query.order_by(*order, tie_break)
 
 

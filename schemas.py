@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, ValidationError, fields, post_dump, pre_load, validate
+from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, ValidationError, fields, post_dump, post_load, pre_load, validate
 
 import models
 from errors import ApiError, first_message
@@ -373,6 +373,16 @@ class MatchSchema(Schema):
     def _check(self, data: Any, **_kwargs: Any) -> Any:
         check(data, self.PATTERN)
         return data
+
+    @post_load(pass_original=True)
+    def _input_order(self, data: dict[str, Any], original: Any, **_kwargs: Any) -> dict[str, Any]:
+        # marshmallow adds the keys it includes in set() order, which changes with each process's
+        # hash seed: keep the client's order (custom fields come back in the order they were sent).
+        if not isinstance(original, Mapping):
+            return data
+        ordered = {key: data[key] for key in original if key in data}
+        ordered.update(data)
+        return ordered
 
     @staticmethod
     def api_error(error: ValidationError) -> ApiError:

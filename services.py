@@ -377,7 +377,8 @@ def set_setting(session: Session, setting_id: str, value: Any) -> None:
     if setting is None:
         raise ApiError.plain(None)
     expected = SETTING_TYPES.get(setting_id)
-    if expected is not None and (type(value) is not expected):
+    # Integers must fit 32 bits: SQLite would hand larger ones back as floats.
+    if (expected is not None and type(value) is not expected) or (expected is int and not -(2**31) <= value < 2**31):
         raise ApiError.meteor("error-invalid-setting-value", "Invalid setting value", method="saveSetting")
     setting.value = value
     session.commit()

@@ -119,6 +119,8 @@ def report_counts(request: pytest.FixtureRequest) -> Any:
         for label, count in sorted(CASES.items()):
             statuses = ", ".join(f"{status}: {n}" for (where, status), n in sorted(STATUSES.items()) if where == label)
             print(f"\nfuzz {label}: {count} cases ({statuses})", end="")
+    CASES.clear()  # pytest may come back to this module (one pass per database): report each once
+    STATUSES.clear()
 
 
 # --- in-process, through the WSGI app, on SQLite and PostgreSQL ---

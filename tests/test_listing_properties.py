@@ -152,12 +152,8 @@ def test_pages_concatenate_to_the_filtered_sorted_whole(client, auth, wanted, qu
     assert page["total"] == len(ids)
 
 
-def test_a_missing_value_sorts_first_ascending_and_last_descending(client, auth, backend, request):
+def test_a_missing_value_sorts_first_ascending_and_last_descending(client, auth):
     """MongoDB's (and so Rocket.Chat's) order for a key a department lacks; SQLite's NULL order too."""
-    if backend == "postgresql":
-        # PostgreSQL puts NULL last when ascending. The fix is in department_service._ordered:
-        # `.asc().nulls_first()` / `.desc().nulls_last()`.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="NULL order on PostgreSQL (department_service._ordered)"))
     with_description = department_fields(name="b", description="text")
     departments = replace_departments(
         client, auth.admin, [(with_description, False), (department_fields(name="a"), False), (with_description, False)]

@@ -136,3 +136,6 @@ def test_the_documentation_fields_change_no_validation(client, auth):
     assert agents.json["error"] == "Match error: Unknown key in field x"
     extra = client.put(f"{API}/livechat/department/{department['_id']}", json={"department": {"name": 1}}, headers=auth.admin)
     assert extra.json["error"] == "Match error: Expected string, got number in field name"
+    # loading keeps the client's key order (custom fields are stored and shown in it)
+    sent = {"zeta": 1, "name": "a", "alpha": "x", "enabled": True, "mid": False, "_id": "ignored", "beta": 2}
+    assert list(schemas.load(schemas.DepartmentUpdateSchema, sent)) == ["zeta", "name", "alpha", "enabled", "mid", "beta"]
