@@ -11,7 +11,6 @@ import sqlite3
 from typing import Any
 
 import psycopg
-
 from flask import Flask, Response, jsonify
 from marshmallow import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError

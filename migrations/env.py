@@ -8,7 +8,6 @@ advisory lock so two processes starting at once apply them one after the other.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

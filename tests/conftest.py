@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +285,23 @@ def create_department(
     response = client.post(f"{API}/livechat/department", json=body, headers=headers)
     assert response.status_code == 200, response.json
     return response.json["department"]
+
+
+class Clock:
+    """`services.now`, moved by hand (token lifetimes, login throttling windows)."""
+
+    def __init__(self) -> None:
+        self.at = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, **delta: float) -> None:
+        self.at += timedelta(**delta)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(services, "now", clock)
+    return clock

@@ -4,7 +4,6 @@ import base64
 import hashlib
 
 import sqlalchemy as sa
-
 from conftest import ADMIN_PASSWORD
 
 UNAUTHORIZED = {

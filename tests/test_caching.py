@@ -8,10 +8,10 @@ and its own connections, exactly what separate worker processes have.
 from __future__ import annotations
 
 import pytest
+from conftest import ADMIN_PASSWORD, CHEAP_HASHING, create_department
 
 import db
 from app import create_app
-from conftest import ADMIN_PASSWORD, CHEAP_HASHING, create_department
 
 API = "/api/v1/livechat"
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
 from conftest import API, create_department, department_fields
 
 
@@ -24,7 +23,7 @@ def login(client, username: str, password: str):
 def test_every_command_has_help(runner, command):
     result = runner.invoke(args=[command, "--help"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"Usage: ") and "--help" in result.output
+    assert result.output.startswith("Usage: ") and "--help" in result.output
 
 
 # ---------------------------------------------------------------------------
@@ -192,8 +191,8 @@ def test_backup_while_writes_happen_is_consistent(app, client, auth, runner, bac
     assert not Path(f"{dest}-wal").exists()
 
     # The copy is a working database of the service.
-    from app import create_app
     import db
+    from app import create_app
 
     restored = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{dest}"})
     try:

@@ -9,7 +9,6 @@ The work each process does is in tests/workers.py.
 import multiprocessing
 
 import pytest
-
 import workers
 from conftest import ADMIN_PASSWORD, API, create_department
 

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 import requests
 import sqlalchemy as sa
+from conftest import department_fields
+from servers import GUNICORN, ROOT, free_port, login, server_url
 
 import db
-from conftest import department_fields
-from test_e2e_gunicorn import GUNICORN, ROOT, free_port, login, server_url
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-
 from conftest import API, create_department, department_fields
 
 LIST = f"{API}/livechat/department"

@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 import pytest
-
 from conftest import API, create_department, set_setting
 
 LIST = f"{API}/livechat/department"

@@ -16,7 +16,6 @@ import re
 from typing import Any
 
 import pytest
-
 from conftest import API
 
 DOC_AGENT_ID = "SQafHvoFPuB57NmBD"

@@ -24,7 +24,6 @@ import re
 from typing import Any
 
 import pytest
-
 from conftest import (
     API,
     FORBIDDEN_BODY,

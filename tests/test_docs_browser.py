@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 import requests
-
 from conftest import API, department_fields
-from test_e2e_gunicorn import Server, login
+from servers import Server, login
 
 CHROMIUM = Path("/usr/bin/chromium")
 # As the machine's notes say: without the background-networking flags Chromium keeps trying to

@@ -5,11 +5,11 @@ import json
 import re
 
 import pytest
+from conftest import ADMIN_PASSWORD, API, CHEAP_HASHING, FORBIDDEN_BODY, UNAUTHORIZED_BODY
 
 import db
 from app import create_app
 from auth import public
-from conftest import ADMIN_PASSWORD, API, CHEAP_HASHING, FORBIDDEN_BODY, UNAUTHORIZED_BODY
 
 NOT_FOUND = {"success": False, "error": "Resource not found"}
 NOT_ALLOWED = {"success": False, "error": "Method not allowed"}

@@ -23,14 +23,14 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
+from conftest import ADMIN_PASSWORD, API, CHEAP_HASHING, POSTGRES_URL, backends, department_fields, postgres_available
 from flask import Flask
+from servers import Server, free_port, login
 
 import db
 import services
 from app import create_app
 from cli import upgrade_database
-from conftest import ADMIN_PASSWORD, API, CHEAP_HASHING, POSTGRES_URL, backends, department_fields, postgres_available
-from test_e2e_gunicorn import Server, free_port, login
 
 UNAVAILABLE = {"success": False, "error": "Service unavailable: database error"}
 

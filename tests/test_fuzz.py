@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
+from conftest import API, department_fields
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
@@ -30,9 +31,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
-from conftest import API, department_fields
-from test_e2e_gunicorn import Server, login
+from servers import Server, login
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 SEED = 20261125

@@ -13,12 +13,10 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
-
 from conftest import API, create_department
 
 SQL = "'; DROP TABLE departments;--"

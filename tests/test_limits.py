@@ -6,9 +6,8 @@ import socket
 
 import pytest
 import requests
-
 from conftest import API, create_department, set_setting
-from test_e2e_gunicorn import Server, server_url
+from servers import Server, server_url
 
 
 def test_a_body_over_max_body_bytes_is_413(make_app, auth):

@@ -17,10 +17,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from conftest import API, department_fields
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-
-from conftest import API, department_fields
 
 settings.register_profile(
     "ci",

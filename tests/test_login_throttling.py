@@ -8,13 +8,10 @@ which counts down with the clock; when the window has passed, logins are checked
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
-import pytest
 import sqlalchemy as sa
+from conftest import ADMIN_PASSWORD
 
 import services
-from conftest import ADMIN_PASSWORD
 
 LOGIN = "/api/v1/login"
 UNAUTHORIZED = {"success": False, "error": "Unauthorized", "status": "error", "message": "Unauthorized"}
@@ -28,24 +25,6 @@ def too_many(seconds: int) -> dict[str, object]:
     }
 
 
-class Clock:
-    """services.now, moved by hand."""
-
-    def __init__(self) -> None:
-        self.at = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, **delta: float) -> None:
-        self.at += timedelta(**delta)
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(services, "now", clock)
-    return clock
 
 
 def attempt(client, user: str, password: str = "wrong-password", address: str = "127.0.0.1", **headers: str):

@@ -9,17 +9,17 @@ import sqlite3
 
 import pytest
 import sqlalchemy as sa
+import workers
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from conftest import CHEAP_HASHING
 
 import db
 import models
-import workers
 from app import create_app
 from cli import alembic_config, upgrade_database
-from conftest import CHEAP_HASHING
 
 # Rocket.Chat's default grants for the permissions our endpoints check (shared/spec §3.4),
 # written out here rather than imported, so the seed is checked against the spec.

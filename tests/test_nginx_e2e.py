@@ -20,9 +20,8 @@ from urllib.parse import urljoin
 
 import pytest
 import requests
-
 from conftest import API, department_fields
-from test_e2e_gunicorn import ROOT, Server, free_port, login
+from servers import ROOT, Server, free_port, login
 
 NGINX = Path("/usr/sbin/nginx")
 SITE = ROOT / "deploy" / "nginx-departments.conf"

@@ -12,18 +12,19 @@ import logging
 import logging.config
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 from alembic.script import ScriptDirectory
+from conftest import API, department_fields
 from gunicorn.glogging import SafeAtoms
 from pythonjsonlogger.json import JsonFormatter
+from servers import Server, login
 
 import observability
 from app import create_app
-from conftest import API, department_fields
-from test_e2e_gunicorn import Server, login
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -299,8 +300,11 @@ def test_gunicorn_json_logs_and_metrics_add_up_across_workers(tmp_path):
         return server
 
     with start() as server:
-        for _ in range(40):  # a new connection each time: the kernel spreads them over the workers
-            assert requests.get(f"{server.base}{API}/me", timeout=10).status_code == 401
+        # Eight clients at once, a new connection per request: while one sync worker is busy the
+        # other accepts, so both answer some (one client alone may be served by one worker only).
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda _: requests.get(f"{server.base}{API}/me", timeout=10).status_code, range(80)))
+        assert statuses == [401] * 80
         traced = requests.get(f"{server.base}/readyz", headers={"X-Request-ID": "trace-e2e"}, timeout=10)
         assert traced.headers["X-Request-ID"] == "trace-e2e"
         headers = login(server.base, "metrics-admin-pass")
@@ -308,8 +312,9 @@ def test_gunicorn_json_logs_and_metrics_add_up_across_workers(tmp_path):
         created = requests.post(f"{server.base}{API}/livechat/department", json=body, headers=headers, timeout=10)
         assert created.status_code == 200
         scrapes = []
-        for _ in range(50):  # until both workers have answered a scrape
-            scrapes.append(requests.get(f"{server.base}/metrics", timeout=10).text)
+        for _ in range(20):  # until both workers have answered a scrape (four at once, as above)
+            with ThreadPoolExecutor(4) as pool:
+                scrapes += pool.map(lambda _: requests.get(f"{server.base}/metrics", timeout=10).text, range(4))
             if len(set(re.findall(r'"process": (\d+), [^\n]*"GET /metrics ', server.output()))) == 2:
                 break
 
@@ -319,7 +324,7 @@ def test_gunicorn_json_logs_and_metrics_add_up_across_workers(tmp_path):
     assert len(me_pids) == 2, "one worker answered every request"
     # whichever worker answers the scrape, the figures are the sum over both
     for text in scrapes:
-        assert metric(text, "http_requests_total", route=f"{API}/me", method="GET", status="401") == 40
+        assert metric(text, "http_requests_total", route=f"{API}/me", method="GET", status="401") == 80
         assert metric(text, "livechat_departments", state="enabled") == 1
     assert {line["process"] for line in access if line["path"] == "/metrics"} == me_pids
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from conftest import API
 from openapi_spec_validator import validate
 
 import openapi
 import schemas
-from conftest import API
 
 DEPARTMENT_OPERATIONS = {
     ("get", "/api/v1/livechat/department"),

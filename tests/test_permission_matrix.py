@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from conftest import API, FORBIDDEN_BODY, UNAUTHORIZED_BODY, create_department, department_fields, set_permission
 
 PRINCIPALS = ("admin", "livechat-manager", "livechat-monitor", "livechat-agent", "user", "agent+add", "anonymous")

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import API
 from flask import request
 
 import auth
-from conftest import API
 
 HARDENING = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", "Pragma": "no-cache"}
 ORIGIN = "https://app.example.com"

@@ -8,36 +8,16 @@ expiry, which is no write, is compared with the clock on every request.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
-import pytest
 import sqlalchemy as sa
+from conftest import ADMIN_PASSWORD, UNAUTHORIZED_BODY
 from sqlalchemy import select
 
 import models
-import services
-from conftest import ADMIN_PASSWORD, UNAUTHORIZED_BODY
 
 ME = "/api/v1/me"
 LOGIN = "/api/v1/login"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.at = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, **delta: float) -> None:
-        self.at += timedelta(**delta)
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(services, "now", clock)
-    return clock
 
 
 def login(client, user: str = "admin", password: str = ADMIN_PASSWORD) -> dict[str, str]:

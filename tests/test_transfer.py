@@ -14,13 +14,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
-from flask.testing import FlaskClient
-
-import db
-import services
-import transfer
-from app import create_app
 from conftest import (
     ADMIN_PASSWORD,
     API,
@@ -31,6 +24,13 @@ from conftest import (
     set_permission,
     set_setting,
 )
+from flask import Flask
+from flask.testing import FlaskClient
+
+import db
+import services
+import transfer
+from app import create_app
 
 RC_FIXTURES = Path(__file__).parent / "fixtures" / "rocketchat"
 RC_SUPPORT = "64181a0728384134ed600dcc"

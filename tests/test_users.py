@@ -3,7 +3,6 @@
 import re
 
 import sqlalchemy as sa
-
 from conftest import API, FORBIDDEN_BODY, UNAUTHORIZED_BODY, create_department, set_permission, set_setting
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")

@@ -7,8 +7,8 @@ Create Date: 2026-11-26
 from datetime import UTC, datetime
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 ROLES = {
     "admin": "Full access",

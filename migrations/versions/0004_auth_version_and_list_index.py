@@ -6,8 +6,8 @@ Create Date: 2026-11-26
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision: str = "0004"
 down_revision: Union[str, Sequence[str], None] = "0003"
