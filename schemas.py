@@ -364,13 +364,6 @@ def check(value: Any, pattern: Any) -> None:
         raise ValidationError(f"Match error: {message}" + (f" in field {path}" if path else ""))
 
 
-def check_error(value: Any, pattern: Any) -> ApiError | None:
-    try:
-        check(value, pattern)
-    except ValidationError as error:
-        return ApiError.plain(first_message(error.messages))
-    return None
-
 
 class MatchSchema(Schema):
     """A body checked with a Meteor pattern (no coercion), then loaded as is."""

@@ -366,11 +366,6 @@ def all_settings(session: Session) -> dict[str, Any]:
     return {setting_id: value for setting_id, value in session.execute(select(Setting.id, Setting.value))}
 
 
-def setting_values(session: Session, *ids: str) -> dict[str, Any]:
-    rows = session.execute(select(Setting.id, Setting.value).where(Setting.id.in_(ids)))
-    # Rows unpack like tuples (Result.tuples() is deprecated in SQLAlchemy 2.1 and fails here).
-    return {setting_id: value for setting_id, value in rows}
-
 
 def set_setting(session: Session, setting_id: str, value: Any) -> None:
     setting = session.get(Setting, setting_id, with_for_update=True)

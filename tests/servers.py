@@ -20,6 +20,18 @@ GUNICORN = Path(sys.executable).parent / "gunicorn"
 START_TIMEOUT = 60
 
 
+def stop_process(process: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """Terminate (a graceful stop), then kill if it has not exited within `grace` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def free_port() -> int:
     for _ in range(500):
         port = random.randint(20000, 32000)
@@ -85,15 +97,7 @@ class Server:
         return False
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process, grace=20)
         self.process = None
 
     def output(self) -> str:

@@ -21,7 +21,7 @@ from urllib.parse import urljoin
 import pytest
 import requests
 from conftest import API, department_fields
-from servers import ROOT, Server, free_port, login
+from servers import ROOT, Server, free_port, login, stop_process
 
 NGINX = Path("/usr/sbin/nginx")
 SITE = ROOT / "deploy" / "nginx-departments.conf"
@@ -107,15 +107,7 @@ class Nginx:
         return False
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process, grace=10)
         self.process = None
 
     def errors(self) -> str:
