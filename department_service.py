@@ -10,11 +10,12 @@ request's BEGIN IMMEDIATE already does it, on PostgreSQL `with_for_update` does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row, Select, String, and_, cast, delete, false, func, or_, select, true, update
+from sqlalchemy import Row, Select, String, and_, bindparam, cast, delete, false, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 import services
@@ -24,6 +25,8 @@ from models import Department, DepartmentAgent, User, utcnow
 log = logging.getLogger(__name__)
 
 SAVE_METHOD = "livechat:saveDepartment"
+
+Sort = Sequence[tuple[str, int]]  # (wire key, 1 or -1) pairs, as schemas.parse_sort gives them
 
 # Wire key -> column, for the typed department keys.
 COLUMNS = {
@@ -113,6 +116,7 @@ class ListFilter:
     agent_id: str | None = None  # only departments this agent is linked to
 
     def apply(self, query: Select[Any]) -> Select[Any]:
+        """`query` narrowed by this filter's shape; the values are bound at execution (`params`)."""
         # Rocket.Chat EE keeps units (type 'u') in the same collection; lists show departments only.
         query = query.where(or_(Department.type.is_(None), Department.type == "d"))
         if self.archived is True:
@@ -120,18 +124,35 @@ class ListFilter:
         elif self.archived is False:
             query = query.where(_not_archived())
         if self.text:
-            query = query.where(Department.name_folded.like(f"%{_like_literal(self.text)}%", escape="\\"))
+            query = query.where(Department.name_folded.like(bindparam("text"), escape="\\"))
         if self.enabled_only:
             query = query.where(Department.enabled.is_(True))
         if self.exclude_id is not None:
-            query = query.where(Department.id != self.exclude_id)
+            query = query.where(Department.id != bindparam("exclude_id"))
         if self.agent_id is not None:
-            linked = select(DepartmentAgent.department_id).where(DepartmentAgent.agent_id == self.agent_id)
+            linked = select(DepartmentAgent.department_id).where(DepartmentAgent.agent_id == bindparam("agent_id"))
             query = query.where(Department.id.in_(linked))
         return query
 
+    def shape(self) -> ListFilter:
+        """This filter with its values blanked out: all filters of one shape share one statement."""
+        return replace(
+            self,
+            text="?" if self.text else None,
+            exclude_id=None if self.exclude_id is None else "?",
+            agent_id=None if self.agent_id is None else "?",
+        )
 
-def _ordered(query: Select[Any], sort: list[tuple[str, int]], columns: dict[str, Any], tie_break: Any) -> Select[Any]:
+    def params(self) -> dict[str, Any]:
+        """The values `apply` binds."""
+        return {
+            "text": f"%{_like_literal(self.text)}%" if self.text else None,
+            "exclude_id": self.exclude_id,
+            "agent_id": self.agent_id,
+        }
+
+
+def _ordered(query: Select[Any], sort: Sort, columns: dict[str, Any], tie_break: Any) -> Select[Any]:
     # Absent values sort first ascending and last descending, as in Mongo (and SQLite);
     # PostgreSQL's default is the opposite.
     order = [
@@ -141,48 +162,73 @@ def _ordered(query: Select[Any], sort: list[tuple[str, int]], columns: dict[str,
     return query.order_by(*order, tie_break)
 
 
+# The reads of the department API (those behind GET) are built for speed, as bench/README.md
+# measured them:
+# * they select plain rows, not ORM objects, and run on the session's connection (Core): the
+#   responses only read them, and the ORM's loading machinery cost more than the queries;
+# * each statement is built once per shape (filters present, sort, paged or not) and reused with
+#   its values as bound parameters: SQLAlchemy then skips building the expression and computing
+#   its cache key, which cost more than running it. The caches are bounded (sorts come from clients).
+DEPARTMENT_ROW = select(Department.__table__)
+AGENT_ROW = select(DepartmentAgent.__table__)
+DEPARTMENT_BY_ID = DEPARTMENT_ROW.where(Department.id == bindparam("department_id"))
+LINKED_DEPARTMENT_BY_ID = ListFilter(archived=None, agent_id="?").apply(DEPARTMENT_BY_ID)
+AGENTS_OF = AGENT_ROW.where(DepartmentAgent.department_id == bindparam("department_id"))
+AGENTS_BY_USERNAME = AGENTS_OF.order_by(DepartmentAgent.username, DepartmentAgent.agent_id)
+AGENT_COUNT = select(func.count()).where(DepartmentAgent.department_id == bindparam("department_id"))
+STATEMENTS_PER_KIND = 256
+
+
+@lru_cache(maxsize=STATEMENTS_PER_KIND)
+def _count_statement(shape: ListFilter) -> Select[Any]:
+    return shape.apply(select(func.count()).select_from(Department))
+
+
+@lru_cache(maxsize=STATEMENTS_PER_KIND)
+def _page_statement(shape: ListFilter, sort: Sort, paged: bool) -> Select[Any]:
+    query = _ordered(shape.apply(DEPARTMENT_ROW), sort, DEPARTMENT_SORT, Department.id).offset(bindparam("offset"))
+    return query.limit(bindparam("limit")) if paged else query
+
+
+@lru_cache(maxsize=STATEMENTS_PER_KIND)
+def _agent_page_statement(sort: Sort, paged: bool) -> Select[Any]:
+    query = _ordered(AGENTS_OF, sort, AGENT_SORT, DepartmentAgent.id).offset(bindparam("offset"))
+    return query.limit(bindparam("limit")) if paged else query
+
+
+def _rows(session: Session, query: Select[Any], params: dict[str, Any]) -> list[Row[Any]]:
+    return list(session.connection().execute(query, params))
+
+
 def count_departments(session: Session, where: ListFilter) -> int:
     """The number of departments matching `where` (a list's `total`)."""
-    return session.scalar(where.apply(select(func.count()).select_from(Department))) or 0
+    return session.connection().execute(_count_statement(where.shape()), where.params()).scalar() or 0
 
 
-# Reads select plain rows, not ORM objects: responses only read them, and loading the
-# objects cost more than the query itself (bench/README.md, profiles).
-DEPARTMENT_ROW = select(Department.__table__)
-
-
-def page_departments(
-    session: Session, where: ListFilter, sort: list[tuple[str, int]], offset: int, limit: int | None
-) -> list[Row[Any]]:
+def page_departments(session: Session, where: ListFilter, sort: Sort, offset: int, limit: int | None) -> list[Row[Any]]:
     """One page of departments, in `sort` order with `_id` as the tie-break."""
-    query = _ordered(where.apply(DEPARTMENT_ROW), sort, DEPARTMENT_SORT, Department.id).offset(offset)
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.execute(query))
+    query = _page_statement(where.shape(), tuple(sort), limit is not None)
+    return _rows(session, query, {**where.params(), "offset": offset, "limit": limit})
 
 
 def get_department(session: Session, department_id: str, *, agent_id: str | None = None) -> Row[Any] | None:
-    query = DEPARTMENT_ROW.where(Department.id == department_id)
-    if agent_id is not None:
-        query = ListFilter(archived=None, agent_id=agent_id).apply(query)
-    return session.execute(query).one_or_none()
+    """A department by id; with `agent_id`, only if that agent is linked to it."""
+    query = DEPARTMENT_BY_ID if agent_id is None else LINKED_DEPARTMENT_BY_ID
+    rows = _rows(session, query, {"department_id": department_id, "agent_id": agent_id})
+    return rows[0] if rows else None
 
 
-def department_agents(session: Session, department_id: str) -> list[DepartmentAgent]:
-    query = select(DepartmentAgent).where(DepartmentAgent.department_id == department_id)
-    return list(session.scalars(query.order_by(DepartmentAgent.username, DepartmentAgent.agent_id)))
+def department_agents(session: Session, department_id: str) -> list[Row[Any]]:
+    return _rows(session, AGENTS_BY_USERNAME, {"department_id": department_id})
 
 
 def list_department_agents(
-    session: Session, department_id: str, sort: list[tuple[str, int]], offset: int, limit: int | None
-) -> tuple[list[DepartmentAgent], int]:
+    session: Session, department_id: str, sort: Sort, offset: int, limit: int | None
+) -> tuple[list[Row[Any]], int]:
     """One page of a department's agent links (an unknown department simply has none)."""
-    where = DepartmentAgent.department_id == department_id
-    total = session.scalar(select(func.count()).select_from(DepartmentAgent).where(where)) or 0
-    query = _ordered(select(DepartmentAgent).where(where), sort, AGENT_SORT, DepartmentAgent.id).offset(offset)
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.scalars(query)), total
+    params = {"department_id": department_id, "offset": offset, "limit": limit}
+    total = session.connection().execute(AGENT_COUNT, params).scalar() or 0
+    return _rows(session, _agent_page_statement(tuple(sort), limit is not None), params), total
 
 
 def departments_by_ids(session: Session, ids: list[str]) -> list[Department]:
@@ -204,7 +250,7 @@ def autocomplete(
     if not show_archived:
         query = query.where(_not_archived())
     if agent_id is not None:
-        query = ListFilter(archived=None, agent_id=agent_id).apply(query)
+        query = ListFilter(archived=None, agent_id="?").apply(query)
     for key, value in (selector.get("conditions") or {}).items():
         column = CONDITION_COLUMNS[key]
         if isinstance(value, dict):
@@ -212,7 +258,7 @@ def autocomplete(
             query = query.where(column.in_(ids) if operator == "$in" else column.not_in(ids))
         else:
             query = query.where(column == value)
-    return list(session.scalars(query.order_by(Department.name, Department.id)))
+    return list(session.scalars(query.order_by(Department.name, Department.id), {"agent_id": agent_id}))
 
 
 def agent_departments(session: Session, agent_id: str, *, enabled_only: bool) -> list[DepartmentAgent]:
