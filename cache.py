@@ -23,7 +23,7 @@ class VersionedCache(Generic[T]):
     """Entries of the current data version only; a newer version empties the cache."""
 
     def __init__(self, counter: int, max_entries: int) -> None:
-        self.counter = counter  # which version counter (db.DATA or db.AUTH) the entries follow
+        self.counter = counter  # which version counter (db.DATA, db.AUTH, db.SETTINGS) the entries follow
         self.max_entries = max_entries
         self.version: int | None = None
         self.entries: dict[Hashable, T] = {}
@@ -49,7 +49,7 @@ class Caches:
         self.enabled = enabled
         self.callers: VersionedCache[object] = VersionedCache(db.AUTH, 10_000)
         self.permissions: VersionedCache[dict[str, frozenset[str]]] = VersionedCache(db.AUTH, 1)
-        self.settings: VersionedCache[dict[str, object]] = VersionedCache(db.DATA, 1)
+        self.settings: VersionedCache[dict[str, object]] = VersionedCache(db.SETTINGS, 1)
         self.responses: VersionedCache[bytes] = VersionedCache(db.DATA, max_responses)
         self.totals: VersionedCache[int] = VersionedCache(db.DATA, 1024)
 

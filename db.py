@@ -101,13 +101,14 @@ def init_app(app: Flask) -> None:
 
 
 # Which version counter a write to each table moves (models.DataVersion). Caches of callers and
-# permissions follow AUTH, department responses follow DATA, so department writes do not make
-# every worker re-authenticate its callers. Tables not listed (login_failures) move neither.
-DATA, AUTH = 1, 2
+# permissions follow AUTH, department responses follow DATA, settings follow SETTINGS, so
+# department writes neither make every worker re-authenticate its callers nor reload the
+# settings. Tables not listed (login_failures) move none.
+DATA, AUTH, SETTINGS = 1, 2, 3
 VERSIONED_TABLES = {
     "departments": DATA,
     "department_agents": DATA,
-    "settings": DATA,
+    "settings": SETTINGS,
     "users": AUTH,
     "user_roles": AUTH,
     "login_tokens": AUTH,

@@ -84,11 +84,12 @@ def _department_list(params: dict[str, Any], *, archived_only: bool) -> dict[str
 def _cached_json(build: Callable[[], dict[str, Any]]) -> Response:
     """The JSON of `build()`, served from the per-version response cache when it was built before.
 
-    What a read returns depends on the URL and, besides, only on whether the caller may see
-    all departments (agents of GET one, `onlyMyDepartments`): both are in the key.
+    What a read returns depends on the data, the URL, the settings (page sizes, the department
+    limit) and whether the caller may see all departments (agents of GET one,
+    `onlyMyDepartments`): the cache follows the data version, the key holds the rest.
     """
     sees_all = bool(granted("view-livechat-departments"))
-    key = (request.full_path, sees_all, None if sees_all else current_user().id)
+    key = (request.full_path, db.data_version(db.SETTINGS), sees_all, None if sees_all else current_user().id)
     body = cached(caches().responses, key, lambda: current_app.json.response(build()).get_data())
     return current_app.response_class(body, mimetype="application/json")
 
@@ -245,9 +246,7 @@ def list_agents(department_id: str) -> Any:
         session = db.session()
         offset, limit = services.page_window(settings(), params.get("offset"), params.get("count"))
         agents, total = service.list_department_agents(session, department_id, sort, offset, limit)
-        return dump(DepartmentAgentListSchema, 
-            {"agents": agents, "count": len(agents), "offset": offset, "total": total}
-        )
+        return dump(DepartmentAgentListSchema, {"agents": agents, "count": len(agents), "offset": offset, "total": total})
 
     return _cached_json(build)
 

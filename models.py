@@ -89,7 +89,7 @@ class Base(DeclarativeBase):
 
 class DataVersion(Base):
     """Version counters that committed writes increment in their own transaction (row 1: data,
-    row 2: accounts; db.VERSIONED_TABLES says which tables move which).
+    row 2: accounts, row 3: settings; db.VERSIONED_TABLES says which tables move which).
 
     Each request reads them first; per-process read caches are valid for one version only, so a
     write committed by any worker is seen by the next read in every other worker.

@@ -39,8 +39,8 @@ from errors import ApiError, first_message
 
 
 def format_date(value: datetime) -> str:
-    """`2016-12-13T17:22:19.109Z`, JavaScript's toISOString() (not Python's isoformat)."""
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    """`2016-12-13T17:22:19.109Z`, JavaScript's toISOString() of a UTC value."""
+    return value.isoformat(timespec="milliseconds")[:23] + "Z"  # cut the "+00:00" of aware values
 
 
 class RCDateTime(fields.Field[datetime]):
@@ -1157,12 +1157,12 @@ class DepartmentWithAgentsSchema(Schema):
     """GET one, POST and PUT: `{department, agents?, success}`."""
 
     department = fields.Nested(DepartmentSchema, allow_none=True)
-    agents = fields.List(fields.Nested(DepartmentAgentSchema))
+    agents = fields.Nested(DepartmentAgentSchema, many=True)
     success = fields.Constant(True)
 
 
 class DepartmentListSchema(Schema):
-    departments = fields.List(fields.Nested(DepartmentSchema))
+    departments = fields.Nested(DepartmentSchema, many=True)
     count = fields.Integer()
     offset = fields.Integer()
     total = fields.Integer()
@@ -1172,12 +1172,12 @@ class DepartmentListSchema(Schema):
 class DepartmentsSchema(Schema):
     """listByIds: `{departments, success}`."""
 
-    departments = fields.List(fields.Nested(DepartmentSchema))
+    departments = fields.Nested(DepartmentSchema, many=True)
     success = fields.Constant(True)
 
 
 class DepartmentAgentListSchema(Schema):
-    agents = fields.List(fields.Nested(DepartmentAgentSchema))
+    agents = fields.Nested(DepartmentAgentSchema, many=True)
     count = fields.Integer()
     offset = fields.Integer()
     total = fields.Integer()

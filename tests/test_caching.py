@@ -118,3 +118,17 @@ def test_logout_in_one_worker_ends_the_session_in_another(client, auth, second_w
     assert other.get(f"{API}/department", headers=headers).status_code == 200
     assert client.post("/api/v1/logout", headers=headers).status_code == 200
     assert other.get(f"{API}/department", headers=headers).status_code == 401
+
+
+def test_a_setting_change_in_one_worker_applies_at_once_to_cached_reads_in_another(client, auth, second_worker):
+    # Settings have a version counter of their own (department writes do not reload them), so a
+    # cached response must still change with a setting it depends on: here the default page size.
+    other = second_worker.test_client()
+    for name in ("Alpha", "Bravo", "Charlie"):
+        create_department(client, auth.admin, name=name)
+    assert other.get(f"{API}/department", headers=auth.admin).json["count"] == 3  # cached in `other`
+
+    response = client.post("/api/v1/settings/API_Default_Count", json={"value": 2}, headers=auth.admin)
+    assert response.status_code == 200
+    page = other.get(f"{API}/department", headers=auth.admin).json
+    assert (page["count"], [d["name"] for d in page["departments"]]) == (2, ["Alpha", "Bravo"])
