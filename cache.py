@@ -8,6 +8,7 @@ was computed from, and there is nothing to invalidate by hand.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -20,37 +21,56 @@ T = TypeVar("T")
 
 
 class VersionedCache(Generic[T]):
-    """Entries of the current data version only; a newer version empties the cache."""
+    """Entries of the current data version only; a newer version empties the cache.
 
-    def __init__(self, counter: int, max_entries: int) -> None:
+    Bounded by a number of entries and, for caches of bytes, by their total size: the oldest
+    entries go first.
+    """
+
+    def __init__(self, counter: int, max_entries: int, max_bytes: int | None = None) -> None:
         self.counter = counter  # which version counter (db.DATA, db.AUTH, db.SETTINGS) the entries follow
         self.max_entries = max_entries
+        self.max_bytes = max_bytes  # only for values that have a len() in bytes
         self.version: int | None = None
         self.entries: dict[Hashable, T] = {}
+        self.size = 0  # bytes held, when max_bytes is set
 
     def get_or_build(self, version: int, key: Hashable, build: Callable[[], T]) -> T:
         if version != self.version:
             self.version = version
             self.entries = {}
+            self.size = 0
         try:
             return self.entries[key]
         except KeyError:
             value = build()
-            if len(self.entries) >= self.max_entries:
-                self.entries.pop(next(iter(self.entries)))  # the oldest entry goes
-            self.entries[key] = value
+            self._store(key, value)
             return value
+
+    def _store(self, key: Hashable, value: T) -> None:
+        size = self._size(value)
+        max_bytes = self.max_bytes if self.max_bytes is not None else math.inf
+        if size > max_bytes:
+            return  # larger than the whole cache: served, not kept
+        while self.entries and (len(self.entries) >= self.max_entries or self.size + size > max_bytes):
+            self.size -= self._size(self.entries.pop(next(iter(self.entries))))  # the oldest goes
+        self.entries[key] = value
+        self.size += size
+
+    def _size(self, value: T) -> int:
+        return len(value) if self.max_bytes is not None else 0  # type: ignore[arg-type]
 
 
 class Caches:
     """The caches of one application (one per gunicorn worker)."""
 
-    def __init__(self, enabled: bool, max_responses: int = 2048) -> None:
+    def __init__(self, enabled: bool, max_responses: int = 2048, max_response_bytes: int = 16 * 1024 * 1024) -> None:
         self.enabled = enabled
         self.callers: VersionedCache[object] = VersionedCache(db.AUTH, 10_000)
         self.permissions: VersionedCache[dict[str, frozenset[str]]] = VersionedCache(db.AUTH, 1)
         self.settings: VersionedCache[dict[str, object]] = VersionedCache(db.SETTINGS, 1)
-        self.responses: VersionedCache[bytes] = VersionedCache(db.DATA, max_responses)
+        # Bodies of 50 departments weigh ~30 KB: the byte bound keeps a worker's memory flat.
+        self.responses: VersionedCache[bytes] = VersionedCache(db.DATA, max_responses, max_response_bytes)
         self.totals: VersionedCache[int] = VersionedCache(db.DATA, 1024)
 
 

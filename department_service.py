@@ -185,6 +185,11 @@ def _count_statement(shape: ListFilter) -> Select[Any]:
 
 
 @lru_cache(maxsize=STATEMENTS_PER_KIND)
+def _listed_statement(shape: ListFilter) -> Select[Any]:
+    return shape.apply(select(Department.id)).where(Department.id == bindparam("department_id"))
+
+
+@lru_cache(maxsize=STATEMENTS_PER_KIND)
 def _page_statement(shape: ListFilter, sort: Sort, paged: bool) -> Select[Any]:
     query = _ordered(shape.apply(DEPARTMENT_ROW), sort, DEPARTMENT_SORT, Department.id).offset(bindparam("offset"))
     return query.limit(bindparam("limit")) if paged else query
@@ -203,6 +208,12 @@ def _rows(session: Session, query: Select[Any], params: dict[str, Any]) -> list[
 def count_departments(session: Session, where: ListFilter) -> int:
     """The number of departments matching `where` (a list's `total`)."""
     return session.connection().execute(_count_statement(where.shape()), where.params()).scalar() or 0
+
+
+def is_listed(session: Session, where: ListFilter, department_id: str) -> bool:
+    """Whether `where` lists the department `department_id` (one primary-key lookup)."""
+    params = {**where.params(), "department_id": department_id}
+    return session.connection().execute(_listed_statement(where.shape()), params).first() is not None
 
 
 def page_departments(session: Session, where: ListFilter, sort: Sort, offset: int, limit: int | None) -> list[Row[Any]]:

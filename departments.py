@@ -8,6 +8,7 @@ permissions first and validate in the handler, as Rocket.Chat does.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
@@ -75,10 +76,19 @@ def _department_list(params: dict[str, Any], *, archived_only: bool) -> dict[str
         enabled_only=not archived_only and params.get("enabled") == "true",
         archived=True if archived_only else (None if params.get("showArchived") == "true" else False),
     )
-    # Pages of one filter share their total: counted once per data version.
-    total = cached(caches().totals, where, lambda: service.count_departments(session, where))
+    total = _total(session, where)
     departments = service.page_departments(session, where, sort, offset, limit)
     return {"departments": departments, "count": len(departments), "offset": offset, "total": total}
+
+
+def _total(session: Any, where: service.ListFilter) -> int:
+    """The list's total. Pages of one filter share it: counted once per data version. The
+    excluded department (widgets send their own) is taken off the total without exclusion, so
+    a new excludeDepartmentId costs a primary-key lookup, not a count of the whole table."""
+    if where.exclude_id is None:
+        return cached(caches().totals, where, lambda: service.count_departments(session, where))
+    everything = replace(where, exclude_id=None)
+    return _total(session, everything) - int(service.is_listed(session, everything, where.exclude_id))
 
 
 def _cached_json(build: Callable[[], dict[str, Any]]) -> Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from conftest import ADMIN_PASSWORD, CHEAP_HASHING, create_department
 
+import cache
 import db
 from app import create_app
 
@@ -132,3 +133,25 @@ def test_a_setting_change_in_one_worker_applies_at_once_to_cached_reads_in_anoth
     assert response.status_code == 200
     page = other.get(f"{API}/department", headers=auth.admin).json
     assert (page["count"], [d["name"] for d in page["departments"]]) == (2, ["Alpha", "Bravo"])
+
+
+def test_the_response_cache_is_bounded_in_entries_and_bytes_oldest_first():
+    responses = cache.VersionedCache(db.DATA, max_entries=3, max_bytes=10)
+    built = []
+
+    def get(key, body, version=1):
+        return responses.get_or_build(version, key, lambda: built.append(key) or body)
+
+    get("a", b"1234")
+    get("b", b"1234")
+    get("c", b"12")  # 10 bytes held
+    get("d", b"1")  # a fourth entry: "a" goes
+    assert list(responses.entries) == ["b", "c", "d"] and responses.size == 7
+    get("e", b"12345")  # 12 bytes would exceed 10: "b" goes
+    assert list(responses.entries) == ["c", "d", "e"] and responses.size == 8
+    assert get("f", b"x" * 11) == b"x" * 11  # larger than the cache: served, not kept
+    assert "f" not in responses.entries and responses.size == 8
+    get("c", b"other")  # still cached: not rebuilt
+    assert built.count("c") == 1
+    get("c", b"new", version=2)  # a new data version starts empty
+    assert list(responses.entries) == ["c"] and responses.size == 3

@@ -2,7 +2,7 @@
 
 For random sets of departments (names in mixed case, Unicode, duplicates, empty; some disabled,
 some archived) and random `text`/`enabled`/`showArchived`/`sort`/`offset`/`count`:
-- the whole list (`count=0`) is exactly the matching departments, in the requested order with
+- the whole list (`count=0`, any `excludeDepartmentId`) is exactly the matching departments, in the requested order with
   `_id` breaking ties, and `total` is its size;
 - the pages, one after the other, concatenate to that whole, and any page is its slice.
 The model follows Rocket.Chat: `text` is a case-insensitive (casefold) literal substring,
@@ -12,6 +12,7 @@ Everything goes through the API (the test client), on both databases.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
@@ -58,9 +59,10 @@ class Query:
     enabled: str | None
     show_archived: str | None
     sort: list[tuple[str, int]] | None
+    exclude_id: str | None = None
 
     def params(self) -> dict[str, str]:
-        params = {"text": self.text, "enabled": self.enabled, "showArchived": self.show_archived}
+        params = {"text": self.text, "enabled": self.enabled, "showArchived": self.show_archived, "excludeDepartmentId": self.exclude_id}
         if self.sort is not None:
             params["sort"] = json.dumps(dict(self.sort))
         return {key: value for key, value in params.items() if value is not None}
@@ -85,6 +87,7 @@ def _compare(a: Any, b: Any) -> int:
 def expected(departments: list[dict[str, Any]], query: Query) -> list[str]:
     """The ids the list should return, in order: the model."""
     rows = [d for d in departments if query.show_archived == "true" or not d.get("archived")]
+    rows = [d for d in rows if d["_id"] != query.exclude_id]
     if query.text:
         rows = [d for d in rows if query.text.casefold() in d["name"].casefold()]
     if query.enabled == "true":
@@ -129,9 +132,13 @@ def replace_departments(client: Any, headers: dict[str, str], wanted: list[tuple
     query=queries,
     count=st.integers(min_value=1, max_value=6),
     offset=st.integers(min_value=0, max_value=12),
+    exclude=st.none() | st.just("unknown") | st.integers(min_value=0, max_value=9),  # a department's index
 )
-def test_pages_concatenate_to_the_filtered_sorted_whole(client, auth, wanted, query, count, offset):
+def test_pages_concatenate_to_the_filtered_sorted_whole(client, auth, wanted, query, count, offset, exclude):
     departments = replace_departments(client, auth.admin, wanted)
+    if isinstance(exclude, int):
+        exclude = departments[exclude % len(departments)]["_id"] if departments else None
+    query = dataclasses.replace(query, exclude_id=exclude)
 
     whole = listing(client, auth.admin, query, count=0)
     ids = [d["_id"] for d in whole["departments"]]
