@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint
 
 import db
 import services
-from auth import public, request_body, require_all
+from auth import public, request_body, request_query, require_all
 from openapi import doc
 from schemas import (
     InfoSchema,
@@ -21,7 +21,6 @@ from schemas import (
     SuccessSchema,
     dump,
     load,
-    query_args,
 )
 
 VERSION = "1.0.0"
@@ -41,7 +40,7 @@ def info() -> Any:
 @doc(query=PermissionsListQuerySchema, response=PermissionsListSchema)
 def list_permissions() -> Any:
     """Every permission with its roles; with `updatedSince`, only those changed after it."""
-    params = load(PermissionsListQuerySchema, query_args(request.args))
+    params = request_query(PermissionsListQuerySchema)
     permissions = services.list_permissions(db.session(), params.get("updatedSince"))
     return dump(PermissionsListSchema, {"update": permissions, "remove": []})
 

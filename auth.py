@@ -7,9 +7,10 @@ marked `public`; views validate first, then call `require_any`/`require_all`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, g, request
@@ -19,7 +20,7 @@ import services
 from cache import cached, caches
 from errors import ApiError
 from openapi import doc
-from schemas import LoginResponseSchema, LoginSchema, LogoutResponseSchema, MeResponseSchema, dump, load
+from schemas import LoginResponseSchema, LoginSchema, LogoutResponseSchema, MeResponseSchema, dump, load, query_args
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1")
 
@@ -109,6 +110,24 @@ def require_all(*permissions: str) -> None:
     """403 unless the caller has every one of `permissions` (Rocket.Chat's hasAll)."""
     if granted(*permissions) != set(permissions):
         raise ApiError.forbidden()
+
+
+# Loaded query strings, per process: a load depends on the query string alone, and clients send
+# the same few again and again (widgets, consoles). Bounded; failed loads are not kept.
+_loaded_queries: dict[tuple[type, bytes], Mapping[str, Any]] = {}
+LOADED_QUERIES_KEPT = 1024
+
+
+def request_query(schema_class: type) -> Mapping[str, Any]:
+    """The query string loaded with `schema_class` (read-only: it may serve later requests too)."""
+    key = (schema_class, request.query_string)
+    loaded = _loaded_queries.get(key)
+    if loaded is None:
+        loaded = MappingProxyType(load(schema_class, query_args(request.args)))
+        if len(_loaded_queries) >= LOADED_QUERIES_KEPT:
+            _loaded_queries.pop(next(iter(_loaded_queries)))  # the oldest goes
+        _loaded_queries[key] = loaded
+    return loaded
 
 
 def request_body() -> Any:

@@ -27,7 +27,8 @@ class VersionedCache(Generic[T]):
     entries go first.
     """
 
-    def __init__(self, counter: int, max_entries: int, max_bytes: int | None = None) -> None:
+    def __init__(self, counter: int, max_entries: int, max_bytes: int | None = None, *, enabled: bool = True) -> None:
+        self.enabled = enabled  # off: every lookup builds (READ_CACHE=off)
         self.counter = counter  # which version counter (db.DATA, db.AUTH, db.SETTINGS) the entries follow
         self.max_entries = max_entries
         self.max_bytes = max_bytes  # only for values that have a len() in bytes
@@ -65,13 +66,12 @@ class Caches:
     """The caches of one application (one per gunicorn worker)."""
 
     def __init__(self, enabled: bool, max_responses: int = 2048, max_response_bytes: int = 16 * 1024 * 1024) -> None:
-        self.enabled = enabled
-        self.callers: VersionedCache[object] = VersionedCache(db.AUTH, 10_000)
-        self.permissions: VersionedCache[dict[str, frozenset[str]]] = VersionedCache(db.AUTH, 1)
-        self.settings: VersionedCache[dict[str, object]] = VersionedCache(db.SETTINGS, 1)
+        self.callers: VersionedCache[object] = VersionedCache(db.AUTH, 10_000, enabled=enabled)
+        self.permissions: VersionedCache[dict[str, frozenset[str]]] = VersionedCache(db.AUTH, 1, enabled=enabled)
+        self.settings: VersionedCache[dict[str, object]] = VersionedCache(db.SETTINGS, 1, enabled=enabled)
         # Bodies of 50 departments weigh ~30 KB: the byte bound keeps a worker's memory flat.
-        self.responses: VersionedCache[bytes] = VersionedCache(db.DATA, max_responses, max_response_bytes)
-        self.totals: VersionedCache[int] = VersionedCache(db.DATA, 1024)
+        self.responses: VersionedCache[bytes] = VersionedCache(db.DATA, max_responses, max_response_bytes, enabled=enabled)
+        self.totals: VersionedCache[int] = VersionedCache(db.DATA, 1024, enabled=enabled)
 
 
 def caches() -> Caches:
@@ -80,7 +80,7 @@ def caches() -> Caches:
 
 def cached(cache: VersionedCache[T], key: Hashable, build: Callable[[], T]) -> T:
     """`build()` once per data version and key (or every time when caching is off)."""
-    if not caches().enabled:
+    if not cache.enabled:
         return build()
     return cache.get_or_build(db.data_version(cache.counter), key, build)
 

@@ -209,9 +209,10 @@ class VersionReader:
 
 def data_version(counter: int) -> int:
     """A committed version counter, all read once per request (before any data they may key)."""
-    if "data_versions" not in g:
-        g.data_versions = current_app.extensions["db.version_reader"].read()
-    return g.data_versions[counter]
+    versions = g.get("data_versions")
+    if versions is None:
+        versions = g.data_versions = current_app.extensions["db.version_reader"].read()
+    return versions[counter]
 
 
 def dispose(app: Flask) -> None:

@@ -7,7 +7,7 @@ permissions first and validate in the handler, as Rocket.Chat does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, request
 import db
 import department_service as service
 import services
-from auth import current_user, granted, request_body, require_all, require_any
+from auth import current_user, granted, request_body, request_query, require_all, require_any
 from cache import cached, caches, settings
 from errors import ApiError
 from openapi import doc
@@ -62,7 +62,7 @@ def _my_departments_only(only_mine: Any) -> str | None:
     return None
 
 
-def _department_list(params: dict[str, Any], *, archived_only: bool) -> dict[str, Any]:
+def _department_list(params: Mapping[str, Any], *, archived_only: bool) -> dict[str, Any]:
     session = db.session()
     sort = parse_sort(params.get("sort"), service.DEPARTMENT_SORT, {"name": 1})
     check_json_param("query", params.get("query"))
@@ -115,7 +115,7 @@ def _with_agents(department: Any, include_agents: bool) -> dict[str, Any]:
 @doc(query=DepartmentListQuerySchema, response=DepartmentListSchema)
 def list_departments() -> Any:
     """List departments: paginated, searchable by `text`, archived ones hidden unless `showArchived=true`."""
-    params = load(DepartmentListQuerySchema, query_args(request.args))
+    params = request_query(DepartmentListQuerySchema)
     require_any(*VIEW)
     return _cached_json(lambda: dump(DepartmentListSchema, _department_list(params, archived_only=False)))
 
@@ -154,7 +154,7 @@ def creation_available() -> Any:
 def get_department(department_id: str) -> Any:
     """One department; `department: null` for an unknown id. Agents only with `view-livechat-departments`."""
     require_any(*VIEW)
-    params = load(DepartmentGetQuerySchema, query_args(request.args))
+    params = request_query(DepartmentGetQuerySchema)
 
     def build() -> dict[str, Any]:
         department = service.get_department(
@@ -202,7 +202,7 @@ def delete_department(department_id: str) -> Any:
 @doc(query=DepartmentListQuerySchema, response=DepartmentListSchema)
 def list_archived() -> Any:
     """List archived departments (same parameters as the department list)."""
-    params = load(DepartmentListQuerySchema, query_args(request.args))
+    params = request_query(DepartmentListQuerySchema)
     require_any(*VIEW)
     return _cached_json(lambda: dump(DepartmentListSchema, _department_list(params, archived_only=True)))
 
@@ -230,7 +230,7 @@ def unarchive(department_id: str) -> Any:
 def autocomplete() -> Any:
     """Departments whose name starts with `selector.term`: `{_id, name}` items."""
     require_any(*VIEW)
-    params = load(AutocompleteQuerySchema, query_args(request.args))
+    params = request_query(AutocompleteQuerySchema)
 
     def build() -> dict[str, Any]:
         departments = service.autocomplete(
@@ -249,7 +249,7 @@ def autocomplete() -> Any:
 def list_agents(department_id: str) -> Any:
     """The agents of a department, paginated (default order: username)."""
     require_any(*VIEW)
-    params = load(DepartmentAgentsQuerySchema, query_args(request.args))
+    params = request_query(DepartmentAgentsQuerySchema)
     sort = parse_sort(params.get("sort"), service.AGENT_SORT, {"username": 1})
 
     def build() -> dict[str, Any]:
@@ -292,7 +292,7 @@ def list_by_ids() -> Any:
 @doc(query=AgentDepartmentsQuerySchema, response=AgentDepartmentsSchema)
 def agent_departments(agent_id: str) -> Any:
     """The departments an agent belongs to, with their names."""
-    params = load(AgentDepartmentsQuerySchema, query_args(request.args))
+    params = request_query(AgentDepartmentsQuerySchema)
     require_all("view-l-room")
 
     def build() -> dict[str, Any]:

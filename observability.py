@@ -46,10 +46,11 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 def request_id() -> str:
     """The current request's id: the caller's safe `X-Request-ID`, or a new one (made once)."""
-    if "request_id" not in g:
+    known = g.get("request_id")
+    if known is None:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = incoming if SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
-    return g.request_id
+        known = g.request_id = incoming if SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    return known
 
 
 def _assign_request_id() -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint
 
 import db
 import services
-from auth import current_user, granted, request_body, require_all, require_any
+from auth import current_user, granted, request_body, request_query, require_all, require_any
 from cache import settings
 from errors import ApiError
 from openapi import doc
@@ -27,7 +27,6 @@ from schemas import (
     dump,
     load,
     parse_sort,
-    query_args,
 )
 
 bp = Blueprint("users", __name__, url_prefix="/api/v1")
@@ -51,7 +50,7 @@ def create_user() -> Any:
 @doc(query=UserIdSchema, response=UserResponseSchema)
 def user_info() -> Any:
     """One user, by `userId` or `username`."""
-    params = load(UserIdSchema, query_args(request.args))
+    params = request_query(UserIdSchema)
     user = services.find_user(db.session(), user_id=params.get("userId"), username=params.get("username"))
     if user is None:
         raise ApiError.meteor("error-invalid-user", "Invalid user")
@@ -62,7 +61,7 @@ def user_info() -> Any:
 @doc(query=UsersListQuerySchema, response=UsersListSchema)
 def list_users() -> Any:
     """All users, paginated (needs `view-user-administration`)."""
-    params = load(UsersListQuerySchema, query_args(request.args))
+    params = request_query(UsersListQuerySchema)
     require_all("view-user-administration")
     session = db.session()
     offset, limit = services.page_window(settings(), params.get("offset"), params.get("count"))
@@ -90,7 +89,7 @@ def delete_user() -> Any:
 @doc(query=LivechatUsersQuerySchema, response=LivechatUsersListSchema)
 def list_livechat_users(user_type: str) -> Any:
     """Agents or managers, paginated and searchable by `text`."""
-    params = load(LivechatUsersQuerySchema, query_args(request.args))
+    params = request_query(LivechatUsersQuerySchema)
     role = services.livechat_role(user_type)
     if user_type == "agent":
         if not granted("transfer-livechat-guest", "edit-omnichannel-contact"):

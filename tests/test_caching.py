@@ -155,3 +155,19 @@ def test_the_response_cache_is_bounded_in_entries_and_bytes_oldest_first():
     assert built.count("c") == 1
     get("c", b"new", version=2)  # a new data version starts empty
     assert list(responses.entries) == ["c"] and responses.size == 3
+
+
+def test_a_loaded_query_string_is_kept_read_only_and_a_failed_one_is_not(client, auth):
+    from types import MappingProxyType
+
+    import auth as auth_module
+    from schemas import DepartmentListQuerySchema
+
+    for _ in range(2):  # a bad query answers the same 400 every time: nothing was kept for it
+        response = client.get(f"{API}/department?count=-1", headers=auth.admin)
+        assert response.status_code == 400 and response.json["error"] == "must be >= 0 [invalid-params]"
+    assert (DepartmentListQuerySchema, b"count=-1") not in auth_module._loaded_queries
+
+    assert client.get(f"{API}/department?count=7", headers=auth.admin).json["count"] == 0
+    kept = auth_module._loaded_queries[(DepartmentListQuerySchema, b"count=7")]
+    assert isinstance(kept, MappingProxyType) and kept["count"] == 7
