@@ -17,6 +17,7 @@ import os
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -346,16 +347,31 @@ def parse_document(document: Any) -> dict[str, list[dict[str, Any]]]:
 # ---------------------------------------------------------------------------
 
 
-def _begin_write(session: Session) -> None:
-    """One write transaction for the whole import, serialised with the service's writers."""
-    session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text(
-                "LOCK TABLE users, user_roles, login_tokens, departments, department_agents, permissions, settings "
-                "IN SHARE ROW EXCLUSIVE MODE"
+@contextmanager
+def _import_transaction(session: Session, *, dry_run: bool) -> Iterator[None]:
+    """The whole import as one write transaction, serialised with the service's writers: committed
+    at the end, rolled back for a dry run or on any failure (a database refusal becomes a
+    TransferError that says nothing was changed)."""
+    try:
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(
+                text(
+                    "LOCK TABLE users, user_roles, login_tokens, departments, department_agents, permissions, settings "
+                    "IN SHARE ROW EXCLUSIVE MODE"
+                )
             )
-        )
+        yield
+        if dry_run:
+            session.rollback()
+        else:
+            session.commit()
+    except SQLAlchemyError as error:
+        session.rollback()
+        raise _database_error(error) from error
+    except BaseException:
+        session.rollback()
+        raise
 
 
 def _lookup(session: Session, key: Any, value: Any, ids: Iterable[str]) -> dict[str, Any]:
@@ -594,13 +610,6 @@ def _verify_agent_counts(session: Session, department_ids: list[str]) -> None:
             raise TransferError(f"numAgents does not match the links of department(s) {', '.join(wrong)}")
 
 
-def _finish(session: Session, dry_run: bool) -> None:
-    if dry_run:
-        session.rollback()
-    else:
-        session.commit()
-
-
 def _database_error(error: SQLAlchemyError) -> TransferError:
     detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
     return TransferError(f"the database refused the import, nothing was changed: {detail}")
@@ -612,16 +621,8 @@ def import_document(
     """Import an export document (see export_document) in one transaction."""
     data = parse_document(document)
     report = Report()
-    try:
-        _begin_write(session)
+    with _import_transaction(session, dry_run=dry_run):
         _apply(session, data, report, progress or NoProgress())
-        _finish(session, dry_run)
-    except SQLAlchemyError as error:
-        session.rollback()
-        raise _database_error(error) from error
-    except BaseException:
-        session.rollback()
-        raise
     return report
 
 
@@ -846,8 +847,7 @@ def import_rocketchat(
     for name, path in paths.items():
         if not path.is_file():
             report.note(f"{name} not found in {directory}, nothing read from it")
-    try:
-        _begin_write(session)
+    with _import_transaction(session, dry_run=dry_run):
         known_roles = set(session.scalars(select(Role.id)))
         departments = [row for number, doc in read[RC_DEPARTMENTS] if (row := _rc_department(number, doc, report))]
         departments = _unique(
@@ -879,13 +879,6 @@ def import_rocketchat(
             progress or NoProgress(),
             keep_local_passwords=True,
         )
-        _finish(session, dry_run)
-    except SQLAlchemyError as error:
-        session.rollback()
-        raise _database_error(error) from error
-    except BaseException:
-        session.rollback()
-        raise
     return report
 
 

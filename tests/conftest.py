@@ -64,6 +64,15 @@ def postgres_available() -> bool:
         engine.dispose()
 
 
+def require_postgres() -> None:
+    """Skip the test when PostgreSQL cannot be reached; under CI=true, fail it instead."""
+    if not postgres_available():
+        message = f"PostgreSQL is not reachable at {POSTGRES_URL}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI requires it)")
+        pytest.skip(message + "; run with --db=sqlite to silence")
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     if "postgresql" in backends(config) and not postgres_available():
         return f"PostgreSQL at {POSTGRES_URL} is NOT reachable: its tests will be skipped (or fail under CI)"
@@ -81,11 +90,7 @@ class Template:
             with sqlite3.connect(self.path) as conn:  # fold the WAL into the file we copy
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return
-        if not postgres_available():
-            message = f"PostgreSQL is not reachable at {POSTGRES_URL}"
-            if os.environ.get("CI"):
-                pytest.fail(message + " (CI requires it)")
-            pytest.skip(message + "; run with --db=sqlite to silence")
+        require_postgres()
         # A schema of our own: test runs on one machine (developers, CI, helpers) do not collide.
         self.schema = f"test_{os.getpid()}"
         self.url = f"{POSTGRES_URL}?options=-csearch_path%3D{self.schema}"
@@ -143,11 +148,7 @@ def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    if not postgres_available():
-        message = f"PostgreSQL is not reachable at {POSTGRES_URL}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI requires it)")
-        pytest.skip(message + "; run with --db=sqlite to silence")
+    require_postgres()
     name = f"test_empty_{os.getpid()}"
     server = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
-from conftest import ADMIN_PASSWORD, API, CHEAP_HASHING, POSTGRES_URL, backends, department_fields, postgres_available
+from conftest import ADMIN_PASSWORD, API, CHEAP_HASHING, POSTGRES_URL, backends, department_fields, require_postgres
 from flask import Flask
 from servers import Server, free_port, login
 
@@ -54,10 +54,7 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A schema of this module's own in the test database, migrated, dropped at the end."""
     if "postgresql" not in backends(request.config):
         pytest.skip("PostgreSQL not selected (--db)")
-    if not postgres_available():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL} (CI requires it)")
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    require_postgres()
     schema = f"faults_{os.getpid()}"
     server = sa.create_engine(POSTGRES_URL)
     with server.begin() as conn:
