@@ -45,7 +45,8 @@ class VersionedCache(Generic[T]):
             return self.entries[key]
         except KeyError:
             value = build()
-            self._store(key, value)
+            if self.version == version:  # not if another thread moved the cache on meanwhile
+                self._store(key, value)
             return value
 
     def _store(self, key: Hashable, value: T) -> None:
@@ -62,6 +63,76 @@ class VersionedCache(Generic[T]):
         return len(value) if self.max_bytes is not None else 0  # type: ignore[arg-type]
 
 
+class ContentCache(VersionedCache[T]):
+    """Entries keyed by everything they were computed from, so no write can make one stale and
+    no version empties them: only the bounds evict (oldest first)."""
+
+    def __init__(self, max_entries: int, *, enabled: bool = True) -> None:
+        super().__init__(db.DATA, max_entries, enabled=enabled)  # the counter is never read
+
+    def get(self, key: Hashable) -> T | None:
+        return self.entries.get(key)
+
+    def put(self, key: Hashable, value: T) -> None:
+        if key not in self.entries:
+            self._store(key, value)
+
+
+class DepartmentCache:
+    """Answers about one department (GET one, its agents), keyed (department id, …).
+
+    A new data version drops only the answers of the departments it changed, as the change log
+    says (db.changed_departments; all of them when the log cannot say), so a write to one
+    department leaves every other department's answers cached. Bounded like VersionedCache:
+    the oldest department's answers go first.
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.counter = db.DATA
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.version: int | None = None
+        self.departments: dict[str, dict[Hashable, bytes]] = {}
+        self.count = 0
+        self.size = 0
+
+    def get_or_build(self, version: int, key: tuple[str, Hashable], build: Callable[[], bytes]) -> bytes:
+        if version != self.version:
+            self._catch_up(version)
+        department_id, rest = key
+        answers = self.departments.get(department_id)
+        if answers is not None and rest in answers:
+            return answers[rest]
+        value = build()
+        if self.version == version:  # not if another thread moved the cache on meanwhile
+            self._store(department_id, rest, value)
+        return value
+
+    def _catch_up(self, version: int) -> None:
+        changed = None if self.version is None else db.changed_departments(self.version, version)
+        if changed is None or db.ANY_DEPARTMENT in changed:
+            self.departments, self.count, self.size = {}, 0, 0
+        else:
+            for department_id in changed:
+                self._drop(department_id)
+        self.version = version
+
+    def _drop(self, department_id: str) -> None:
+        answers = self.departments.pop(department_id, {})
+        self.count -= len(answers)
+        self.size -= sum(len(value) for value in answers.values())
+
+    def _store(self, department_id: str, rest: Hashable, value: bytes) -> None:
+        if len(value) > self.max_bytes:
+            return
+        while self.departments and (self.count >= self.max_entries or self.size + len(value) > self.max_bytes):
+            self._drop(next(iter(self.departments)))
+        self.departments.setdefault(department_id, {})[rest] = value
+        self.count += 1
+        self.size += len(value)
+
+
 class Caches:
     """The caches of one application (one per gunicorn worker)."""
 
@@ -71,14 +142,17 @@ class Caches:
         self.settings: VersionedCache[dict[str, object]] = VersionedCache(db.SETTINGS, 1, enabled=enabled)
         # Bodies of 50 departments weigh ~30 KB: the byte bound keeps a worker's memory flat.
         self.responses: VersionedCache[bytes] = VersionedCache(db.DATA, max_responses, max_response_bytes, enabled=enabled)
+        self.department_responses = DepartmentCache(max_responses, max_response_bytes // 4, enabled=enabled)
         self.totals: VersionedCache[int] = VersionedCache(db.DATA, 1024, enabled=enabled)
+        # A dumped department is ~0.7 KB: 4,096 of them keep a worker's memory flat.
+        self.department_dumps: ContentCache[dict[str, object]] = ContentCache(4096, enabled=enabled)
 
 
 def caches() -> Caches:
     return current_app.extensions["caches"]
 
 
-def cached(cache: VersionedCache[T], key: Hashable, build: Callable[[], T]) -> T:
+def cached(cache: VersionedCache[T] | DepartmentCache, key: Hashable, build: Callable[[], T]) -> T:
     """`build()` once per data version and key (or every time when caching is off)."""
     if not cache.enabled:
         return build()

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g, request
-from sqlalchemy import Engine, create_engine, event, update
+from sqlalchemy import Engine, create_engine, delete, event, insert, inspect, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from errors import ApiError
-from models import DataVersion
+from models import DataVersion, Department, DepartmentAgent, DepartmentChange
 
 log = logging.getLogger(__name__)
 
@@ -117,43 +117,80 @@ VERSIONED_TABLES = {
 }
 
 
+# The change log (models.DepartmentChange): "*" stands for every department, written when a
+# statement does not say which departments it changes (execution option `department_ids`).
+ANY_DEPARTMENT = "*"
+CHANGES_KEPT = 10_000  # versions of the log kept; pruned every PRUNE_EVERY versions
+PRUNE_EVERY = 100
+
+
+def _departments_of(instance: object) -> set[str]:
+    """The departments a flushed row belongs to, before and after the change."""
+    if isinstance(instance, Department):
+        attribute = "id"
+    elif isinstance(instance, DepartmentAgent):
+        attribute = "department_id"
+    else:
+        return set()
+    history = inspect(instance).attrs[attribute].history
+    return {value for value in (*history.added, *history.unchanged, *history.deleted) if value is not None}
+
+
 def versioned_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that increment the version counters of what each transaction wrote."""
+    """Sessions that increment the version counters of what each transaction wrote, and log
+    which departments it changed."""
     factory = sessionmaker(engine, expire_on_commit=False)
 
-    def note(session: Session, table: str) -> None:
+    def note(session: Session, table: str, departments: set[str] | tuple[str, ...] = ()) -> None:
         counter = VERSIONED_TABLES.get(table)
         if counter is not None:
             session.info.setdefault("written", set()).add(counter)
+        if counter == DATA:
+            session.info.setdefault("departments", set()).update(departments or (ANY_DEPARTMENT,))
 
     @event.listens_for(factory, "after_flush")
     def _flushed(session: Session, _context: object) -> None:
         for instance in (*session.new, *session.dirty, *session.deleted):
-            note(session, instance.__table__.name)
+            note(session, instance.__table__.name, _departments_of(instance))
 
     @event.listens_for(factory, "do_orm_execute")
     def _executed(state: ORMExecuteState) -> None:
         if state.is_insert or state.is_update or state.is_delete:
-            note(state.session, state.statement.table.name)  # type: ignore[attr-defined]
+            departments = tuple(state.execution_options.get("department_ids", ()))
+            note(state.session, state.statement.table.name, departments)  # type: ignore[attr-defined]
 
     @event.listens_for(factory, "before_commit")
     def _bump_versions(session: Session) -> None:
         session.flush()  # commit flushes after this hook; flush first so its writes count
         written = session.info.pop("written", None)
-        if written:
-            # Core statement on the connection: part of this transaction, invisible to the ORM hooks.
-            session.connection().execute(
-                update(DataVersion).where(DataVersion.id.in_(sorted(written))).values(version=DataVersion.version + 1)
-            )
+        departments = session.info.pop("departments", None) or {ANY_DEPARTMENT}
+        if not written:
+            return
+        # Core statements on the connection: part of this transaction, invisible to the ORM hooks.
+        connection = session.connection()
+        bumped = connection.execute(
+            update(DataVersion)
+            .where(DataVersion.id.in_(sorted(written)))
+            .values(version=DataVersion.version + 1)
+            .returning(DataVersion.id, DataVersion.version)
+        )
+        version = dict(bumped.all()).get(DATA)
+        if version is not None:
+            connection.execute(insert(DepartmentChange), [{"version": version, "department_id": d} for d in sorted(departments)])
+            if version % PRUNE_EVERY == 0:
+                connection.execute(delete(DepartmentChange).where(DepartmentChange.version <= version - CHANGES_KEPT))
 
     @event.listens_for(factory, "after_rollback")
     def _forget(session: Session) -> None:
         session.info.pop("written", None)
+        session.info.pop("departments", None)
 
     return factory
 
 
 VERSION_QUERY = "SELECT id, version FROM data_version"
+# An integer formatted in (not a parameter): SQLite and psycopg spell placeholders differently.
+CHANGES_QUERY = "SELECT version, department_id FROM department_changes WHERE version > {}"
 
 
 class VersionReader:
@@ -170,16 +207,27 @@ class VersionReader:
         self.opened: list[Any] = []  # every thread's connection, so close() reaches them all
 
     def read(self) -> dict[int, int]:
+        return {int(counter): int(version) for counter, version in self._fetch(VERSION_QUERY)}
+
+    def changed_departments(self, since: int, upto: int) -> set[str] | None:
+        """The departments changed by data versions `since` (excluded) to `upto`, or None when the
+        log no longer holds them all (pruned): then anything may have changed."""
+        rows = self._fetch(CHANGES_QUERY.format(int(since)))
+        if {int(version) for version, _ in rows} < set(range(since + 1, upto + 1)):
+            return None
+        return {department_id for _, department_id in rows}
+
+    def _fetch(self, query: str) -> list[Any]:
         for attempt in (1, 2):
             connection = getattr(self.local, "connection", None)
             try:
                 if connection is None:
                     connection = self.local.connection = self._connect()
                 cursor = connection.cursor()
-                cursor.execute(VERSION_QUERY)
-                versions = {int(counter): int(version) for counter, version in cursor.fetchall()}
+                cursor.execute(query)
+                rows = cursor.fetchall()
                 cursor.close()
-                return versions
+                return rows
             except Exception as error:
                 self.local.connection = None
                 if connection is not None:
@@ -213,6 +261,11 @@ def data_version(counter: int) -> int:
     if versions is None:
         versions = g.data_versions = current_app.extensions["db.version_reader"].read()
     return versions[counter]
+
+
+def changed_departments(since: int, upto: int) -> set[str] | None:
+    """See VersionReader.changed_departments."""
+    return current_app.extensions["db.version_reader"].changed_departments(since, upto)
 
 
 def dispose(app: Flask) -> None:

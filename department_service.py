@@ -15,7 +15,25 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row, Select, String, and_, bindparam, cast, delete, false, func, or_, select, true, update
+from sqlalchemy import (
+    JSON,
+    Row,
+    Select,
+    String,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    false,
+    func,
+    or_,
+    select,
+    true,
+    type_coerce,
+    update,
+)
+from sqlalchemy.types import NullType
 from sqlalchemy.orm import Session
 
 import services
@@ -193,9 +211,23 @@ def _listed_statement(shape: ListFilter) -> Select[Any]:
     return shape.apply(select(Department.id)).where(Department.id == bindparam("department_id"))
 
 
+# A department's content key: every column as the database stores it (JSON as its text), with
+# no type processing. Rows with equal keys dump to equal responses, so a page can reuse the
+# dumps of rows read before (departments.py) and only dump the rows that changed.
+def _stored(column: Any) -> Any:
+    return cast(column, Text) if isinstance(column.type, JSON) else type_coerce(column, NullType())
+
+
+DEPARTMENT_KEY = [_stored(column).label(f"key_{column.name}") for column in Department.__table__.columns]
+DEPARTMENTS_WITH_KEYS = select(Department.__table__, *DEPARTMENT_KEY).where(
+    Department.id.in_(bindparam("ids", expanding=True))
+)
+
+
 @lru_cache(maxsize=STATEMENTS_PER_KIND)
-def _page_statement(shape: ListFilter, sort: Sort, paged: bool) -> Select[Any]:
-    query = _ordered(shape.apply(DEPARTMENT_ROW), sort, DEPARTMENT_SORT, Department.id).offset(bindparam("offset"))
+def _page_statement(shape: ListFilter, sort: Sort, paged: bool, keys_only: bool = False) -> Select[Any]:
+    columns = select(*DEPARTMENT_KEY) if keys_only else DEPARTMENT_ROW
+    query = _ordered(shape.apply(columns), sort, DEPARTMENT_SORT, Department.id).offset(bindparam("offset"))
     return query.limit(bindparam("limit")) if paged else query
 
 
@@ -206,7 +238,7 @@ def _agent_page_statement(sort: Sort, paged: bool) -> Select[Any]:
 
 
 def _rows(session: Session, query: Select[Any], params: dict[str, Any]) -> list[Row[Any]]:
-    return list(session.connection().execute(query, params))
+    return session.connection().execute(query, params).all()  # one fetchall, not a fetch per row
 
 
 def count_departments(session: Session, where: ListFilter) -> int:
@@ -224,6 +256,20 @@ def page_departments(session: Session, where: ListFilter, sort: Sort, offset: in
     """One page of departments, in `sort` order with `_id` as the tie-break."""
     query = _page_statement(where.shape(), tuple(sort), limit is not None)
     return _rows(session, query, {**where.params(), "offset": offset, "limit": limit})
+
+
+def page_department_keys(session: Session, where: ListFilter, sort: Sort, offset: int, limit: int | None) -> list[tuple[Any, ...]]:
+    """The content keys (DEPARTMENT_KEY) of the page `page_departments` reads; a key's first value is the id."""
+    query = _page_statement(where.shape(), tuple(sort), limit is not None, True)
+    rows = session.connection().execute(query, {**where.params(), "offset": offset, "limit": limit}).all()
+    return [tuple(row) for row in rows]
+
+
+def departments_with_keys(session: Session, ids: list[str]) -> list[tuple[tuple[Any, ...], Row[Any]]]:
+    """(content key, row) of these departments, both read by one statement so they always agree."""
+    width = len(DEPARTMENT_KEY)
+    rows = session.connection().execute(DEPARTMENTS_WITH_KEYS, {"ids": ids}).all()
+    return [(tuple(row)[-width:], row) for row in rows]
 
 
 def get_department(session: Session, department_id: str, *, agent_id: str | None = None) -> Row[Any] | None:
@@ -308,6 +354,9 @@ def creation_available(session: Session, limit: int) -> bool:
 # ---------------------------------------------------------------------------
 # Writes
 # ---------------------------------------------------------------------------
+# A bulk statement (update/delete) names the departments it changes in its `department_ids`
+# execution option, for the change log that keeps other departments' cached answers (db.py);
+# one that does not counts as changing every department.
 
 
 def save_department(
@@ -373,6 +422,7 @@ def save_department(
         _set_links_enabled(session, department.id, department.enabled)
     if agents:
         _apply_agent_changes(session, department, agents.get("upsert") or [], agents.get("remove") or [])
+        session.refresh(department)  # the response shows numAgents, recounted in SQL
     session.commit()
     return department
 
@@ -418,7 +468,11 @@ def remove_department(session: Session, department_id: str) -> None:
     department = _locked(session, department_id)
     if department is None:
         raise ApiError.plain("error-department-not-found")
-    session.execute(delete(DepartmentAgent).where(DepartmentAgent.department_id == department_id))
+    session.execute(
+        delete(DepartmentAgent)
+        .where(DepartmentAgent.department_id == department_id)
+        .execution_options(department_ids=[department_id])
+    )
     session.delete(department)
     now = utcnow()
     # Rocket.Chat's own clean-up of this field never matches (shared/spec §1.7); ours does.
@@ -455,7 +509,7 @@ def _set_links_enabled(session: Session, department_id: str, enabled: bool) -> N
         update(DepartmentAgent)
         .where(DepartmentAgent.department_id == department_id)
         .values(department_enabled=true() if enabled else false(), updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, department_ids=[department_id])
     )
 
 
@@ -470,12 +524,13 @@ def _apply_agent_changes(
     if remove:
         removed_ids = [item["agentId"] for item in remove]
         session.execute(
-            delete(DepartmentAgent).where(
-                and_(DepartmentAgent.department_id == department.id, DepartmentAgent.agent_id.in_(removed_ids))
-            )
+            delete(DepartmentAgent)
+            .where(and_(DepartmentAgent.department_id == department.id, DepartmentAgent.agent_id.in_(removed_ids)))
+            .execution_options(department_ids=[department.id])
         )
     wanted = {item["agentId"]: item for item in upsert}  # the last item for an agent wins
-    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(list(wanted))))} if wanted else {}
+    # Ids and usernames only: User objects would also load every user's roles.
+    users = dict(session.execute(select(User.id, User.username).where(User.id.in_(list(wanted)))).all()) if wanted else {}
     skipped = [agent_id for agent_id in wanted if agent_id not in users]
     if skipped:
         log.info("department %s: skipped unknown agent ids %s", department.id, skipped)
@@ -488,11 +543,11 @@ def _apply_agent_changes(
         )
     } if users else {}
     now = utcnow()
-    for agent_id, user in users.items():
+    for agent_id, username in users.items():
         item = wanted[agent_id]
         link = existing.get(agent_id) or DepartmentAgent(department_id=department.id, agent_id=agent_id)
         # Rocket.Chat's quirk, kept: re-upserting resets count/order to the request's (or 0).
-        link.username = user.username or ""
+        link.username = username or ""
         link.count = int(item.get("count") or 0)
         link.order = int(item.get("order") or 0)
         link.department_enabled = department.enabled
@@ -501,4 +556,3 @@ def _apply_agent_changes(
     if remove or users:
         session.flush()
         services.recount_agents(session, [department.id])
-        session.refresh(department)

@@ -36,6 +36,7 @@ from schemas import (
     DepartmentGetQuerySchema,
     DepartmentListQuerySchema,
     DepartmentListSchema,
+    DepartmentSchema,
     DepartmentsSchema,
     DepartmentUpdateSchema,
     DepartmentWithAgentsSchema,
@@ -62,7 +63,7 @@ def _my_departments_only(only_mine: Any) -> str | None:
     return None
 
 
-def _department_list(params: Mapping[str, Any], *, archived_only: bool) -> dict[str, Any]:
+def _department_list(schema: type[DepartmentListSchema], params: Mapping[str, Any], *, archived_only: bool) -> dict[str, Any]:
     session = db.session()
     sort = parse_sort(params.get("sort"), service.DEPARTMENT_SORT, {"name": 1})
     check_json_param("query", params.get("query"))
@@ -77,8 +78,35 @@ def _department_list(params: Mapping[str, Any], *, archived_only: bool) -> dict[
         archived=True if archived_only else (None if params.get("showArchived") == "true" else False),
     )
     total = _total(session, where)
-    departments = service.page_departments(session, where, sort, offset, limit)
-    return {"departments": departments, "count": len(departments), "offset": offset, "total": total}
+    departments = _page_dumps(session, where, sort, offset, limit)
+    if departments is None:
+        rows = service.page_departments(session, where, sort, offset, limit)
+        return dump(schema, {"departments": rows, "count": len(rows), "offset": offset, "total": total})
+    body = dump(schema, {"departments": [], "count": len(departments), "offset": offset, "total": total})
+    body["departments"] = departments  # dumped by DepartmentSchema, as the line above would
+    return body
+
+
+def _page_dumps(session: Any, where: service.ListFilter, sort: Any, offset: int, limit: int | None) -> list[Any] | None:
+    """The page's departments, dumped, reusing the dumps of rows whose stored values are the same
+    as when they were dumped (content keys, department_service.DEPARTMENT_KEY): after a write, a
+    page is read again but only the changed departments are dumped again.
+
+    None when the dumps are off (READ_CACHE=off), or when a department of the page changed or
+    went between the two reads (PostgreSQL's READ COMMITTED): the caller then reads it whole.
+    """
+    dumps = caches().department_dumps
+    if not dumps.enabled:
+        return None
+    keys = service.page_department_keys(session, where, sort, offset, limit)
+    page = [dumps.get(key) for key in keys]
+    missing = [key[0] for key, dumped in zip(keys, page) if dumped is None]
+    if missing:
+        fresh = {key: dump(DepartmentSchema, row) for key, row in service.departments_with_keys(session, missing)}
+        for key, dumped in fresh.items():
+            dumps.put(key, dumped)
+        page = [dumped if dumped is not None else fresh.get(key) for key, dumped in zip(keys, page)]
+    return None if None in page else page
 
 
 def _total(session: Any, where: service.ListFilter) -> int:
@@ -91,16 +119,20 @@ def _total(session: Any, where: service.ListFilter) -> int:
     return _total(session, everything) - int(service.is_listed(session, everything, where.exclude_id))
 
 
-def _cached_json(build: Callable[[], dict[str, Any]]) -> Response:
-    """The JSON of `build()`, served from the per-version response cache when it was built before.
+def _cached_json(build: Callable[[], dict[str, Any]], *, department_id: str | None = None) -> Response:
+    """The JSON of `build()`, served from the response cache when it was built before.
 
     What a read returns depends on the data, the URL, the settings (page sizes, the department
     limit) and whether the caller may see all departments (agents of GET one,
-    `onlyMyDepartments`): the cache follows the data version, the key holds the rest.
+    `onlyMyDepartments`): the cache follows the data version, the key holds the rest. Reads of
+    one department's data (`department_id`) are kept across writes to other departments.
     """
     sees_all = bool(granted("view-livechat-departments"))
     key = (request.full_path, db.data_version(db.SETTINGS), sees_all, None if sees_all else current_user().id)
-    body = cached(caches().responses, key, lambda: current_app.json.response(build()).get_data())
+    responses = caches().responses if department_id is None else caches().department_responses
+    if department_id is not None:
+        key = (department_id, key)
+    body = cached(responses, key, lambda: current_app.json.response(build()).get_data())
     return current_app.response_class(body, mimetype="application/json")
 
 
@@ -117,7 +149,7 @@ def list_departments() -> Any:
     """List departments: paginated, searchable by `text`, archived ones hidden unless `showArchived=true`."""
     params = request_query(DepartmentListQuerySchema)
     require_any(*VIEW)
-    return _cached_json(lambda: dump(DepartmentListSchema, _department_list(params, archived_only=False)))
+    return _cached_json(lambda: _department_list(DepartmentListSchema, params, archived_only=False))
 
 
 @bp.post("/department")
@@ -164,7 +196,7 @@ def get_department(department_id: str) -> Any:
         include_agents = bool(granted("view-livechat-departments")) and params.get("includeAgents", "true") == "true"
         return dump(DepartmentWithAgentsSchema, _with_agents(department, include_agents))
 
-    return _cached_json(build)
+    return _cached_json(build, department_id=department_id)
 
 
 @bp.put("/department/<department_id>")
@@ -204,7 +236,7 @@ def list_archived() -> Any:
     """List archived departments (same parameters as the department list)."""
     params = request_query(DepartmentListQuerySchema)
     require_any(*VIEW)
-    return _cached_json(lambda: dump(DepartmentListSchema, _department_list(params, archived_only=True)))
+    return _cached_json(lambda: _department_list(DepartmentListSchema, params, archived_only=True))
 
 
 @bp.post("/department/<department_id>/archive")
@@ -258,7 +290,7 @@ def list_agents(department_id: str) -> Any:
         agents, total = service.list_department_agents(session, department_id, sort, offset, limit)
         return dump(DepartmentAgentListSchema, {"agents": agents, "count": len(agents), "offset": offset, "total": total})
 
-    return _cached_json(build)
+    return _cached_json(build, department_id=department_id)
 
 
 @bp.post("/department/<department_id>/agents")

@@ -101,6 +101,21 @@ class DataVersion(Base):
     version: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class DepartmentChange(Base):
+    """Which departments each committed data version changed ("*": any, when a write cannot say).
+
+    Cached answers about one department (GET one, its agents) then outlive writes to the
+    others: a worker that sees a new data version reads the changes since its own and drops
+    only the answers of those departments (cache.DepartmentCache). Old rows are pruned
+    (db.CHANGES_KEPT); a worker further behind than that drops everything.
+    """
+
+    __tablename__ = "department_changes"
+
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    department_id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
+
+
 class Role(Base):
     __tablename__ = "roles"
 

@@ -489,11 +489,12 @@ def recount_agents(session: Session, department_ids: Iterable[str]) -> None:
         .where(DepartmentAgent.department_id == Department.id)
         .scalar_subquery()
     )
+    department_ids = list(department_ids)
     session.execute(
         update(Department)
-        .where(Department.id.in_(list(department_ids)))
+        .where(Department.id.in_(department_ids))
         .values(num_agents=links, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, department_ids=department_ids)  # for the change log (db.py)
     )
 
 

@@ -611,6 +611,7 @@ def mode_ratios(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, 
             "get": (get_target, "single.lua", {}),
             "mixed": ("/", "mixed.lua", {"BENCH_MIXED_DATA": str(mix_path)}),
         }
+        workloads = {name: workload for name, workload in workloads.items() if name in args.workloads}
         servers = {"service": service, "ceiling": ceiling}
         if args.warmup:
             for name, (target, script, env) in workloads.items():
@@ -646,7 +647,7 @@ def mode_ratios(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, 
                 f"{med['ceiling_p99_ms']:8.2f} {med['ratio']:7.3f}   per round {med['ratios']}")
         for f in failures:
             log(f"FAIL: {f}")
-        ratio_line = " ".join(f"ratio_{w}={summary[w]['ratio']:.3f}" for w in ("list", "get", "mixed"))
+        ratio_line = " ".join(f"ratio_{w}={summary[w]['ratio']:.3f}" for w in ("list", "get", "mixed") if w in summary)
         rounds_raw = {w: [{k: (v.raw if isinstance(v, WrkResult) else v) for k, v in r.items()} for r in rows] for w, rows in results.items()}
         return {"summary": summary, "rounds": rounds_raw, "failures": failures, "ratio_line": ratio_line}
     finally:
@@ -1089,6 +1090,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="ratios: rounds, each runs service and ceiling once per workload (>= 3)")
     p.add_argument("--duration", type=float, default=5, help="seconds per wrk run (ratios, growth)")
     p.add_argument("--warmup", type=float, default=1, help="seconds of warm-up per server and workload (0: none)")
+    p.add_argument("--workloads", default="list,get,mixed", help="ratios: which workloads to run (comma-separated)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (ratios)")
     p.add_argument("--connections", type=int, default=8, help="wrk connections (ratios)")
     p.add_argument("--timeout", type=int, default=30, help="wrk per-request timeout, seconds")
@@ -1107,6 +1109,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temporary directory, databases and server logs")
     args = p.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if unknown := set(args.workloads) - {"list", "get", "mixed"}:
+        p.error(f"--workloads: unknown {sorted(unknown)} (list, get, mixed)")
     if args.mode in ("ratios", "all") and args.rounds < 3:
         p.error("--rounds must be at least 3 (the ratios are medians of >= 3 rounds)")
     if args.connections < args.workers + 1:

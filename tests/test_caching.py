@@ -7,12 +7,16 @@ and its own connections, exactly what separate worker processes have.
 
 from __future__ import annotations
 
+import random
+
 import pytest
+import sqlalchemy as sa
 from conftest import ADMIN_PASSWORD, CHEAP_HASHING, create_department
 
 import cache
 import db
 from app import create_app
+from models import DataVersion, DepartmentChange
 
 API = "/api/v1/livechat"
 
@@ -171,3 +175,104 @@ def test_a_loaded_query_string_is_kept_read_only_and_a_failed_one_is_not(client,
     assert client.get(f"{API}/department?count=7", headers=auth.admin).json["count"] == 0
     kept = auth_module._loaded_queries[(DepartmentListQuerySchema, b"count=7")]
     assert isinstance(kept, MappingProxyType) and kept["count"] == 7
+
+
+def _login(worker_app):
+    client = worker_app.test_client()
+    login = client.post("/api/v1/login", json={"user": "admin", "password": ADMIN_PASSWORD}).json["data"]
+    return client, {"X-User-Id": login["userId"], "X-Auth-Token": login["authToken"]}
+
+
+def test_random_writes_through_two_workers_never_leave_a_stale_read(client, auth, second_worker, uncached_worker):
+    """Writes of every kind, each through one of two caching workers; after each, both workers
+    answer every read exactly as a worker without caches does (same bytes). Both keep their
+    caches warm between writes, so any entry a write should have invalidated would be served."""
+    rng = random.Random(20261126)
+    other, other_headers = _login(second_worker)
+    uncached, uncached_headers = _login(uncached_worker)
+    agents = [auth.create_user(f"agent.{k}", ["livechat-agent"])["_id"] for k in range(4)]
+    departments = [
+        create_department(client, auth.admin, name=f"Dept {k:02d}", description=f"d{k}", chatClosingTags=["a"],
+                          agents=[{"agentId": agents[k % 4]}])["_id"]
+        for k in range(12)
+    ]
+
+    def reads() -> list[str]:
+        urls = [
+            f"{API}/department", f"{API}/department?count=5&offset=3", f"{API}/department?text=dept%200",
+            f"{API}/department?sort=%7B%22_updatedAt%22%3A-1%7D&count=4", f"{API}/department?showArchived=true",
+            f"{API}/department?sort=%7B%22numAgents%22%3A-1%7D", f"{API}/departments/archived",
+            f"{API}/department?enabled=true&count=3&offset=2",
+        ]
+        for department_id in rng.sample(departments, min(4, len(departments))):
+            urls += [f"{API}/department/{department_id}", f"{API}/department/{department_id}/agents"]
+        return urls + [f"{API}/agents/{agents[0]}/departments"]
+
+    def write(worker, headers) -> None:
+        target = rng.choice(departments)
+        kind = rng.choice(["create", "update", "update", "agents", "agents", "archive", "unarchive", "delete", "user"])
+        if kind == "create":
+            departments.append(create_department(worker, headers, name=f"Dept {rng.randrange(100):02d}x")["_id"])
+            return
+        if kind == "update":
+            change = rng.choice([{"name": f"Dept {rng.randrange(100):02d}"}, {"description": f"d{rng.randrange(9)}"},
+                                 {"chatClosingTags": ["b", str(rng.randrange(9))]}, {"enabled": rng.random() < 0.5},
+                                 {"customField": rng.randrange(9)}])
+            response = worker.put(f"{API}/department/{target}", json={"department": change}, headers=headers)
+        elif kind == "agents":
+            body = {"upsert": [{"agentId": rng.choice(agents), "count": rng.randrange(5)}], "remove": []}
+            if rng.random() < 0.4:
+                body = {"upsert": [], "remove": [{"agentId": rng.choice(agents)}]}
+            response = worker.post(f"{API}/department/{target}/agents", json=body, headers=headers)
+        elif kind in ("archive", "unarchive"):
+            response = worker.post(f"{API}/department/{target}/{kind}", headers=headers)
+        elif kind == "delete":
+            response = worker.delete(f"{API}/department/{target}", headers=headers)
+            departments.remove(target)
+        else:  # an agent leaves every department
+            response = worker.delete(f"{API}/users/agent/{rng.choice(agents)}", headers=headers)
+        assert response.status_code == 200, (kind, response.json)
+
+    for step in range(40):
+        worker, headers = rng.choice([(client, auth.admin), (other, other_headers)])
+        write(worker, headers)
+        for url in reads():
+            expected = uncached.get(url, headers=uncached_headers)
+            for reader, reader_headers in ((client, auth.admin), (other, other_headers)):
+                got = reader.get(url, headers=reader_headers)
+                assert (got.status_code, got.get_data()) == (expected.status_code, expected.get_data()), (step, url)
+
+
+def test_a_write_to_one_department_keeps_the_cached_answers_of_the_others(client, auth, second_worker):
+    other, other_headers = _login(second_worker)
+    kept = create_department(client, auth.admin, name="Kept")
+    changed = create_department(client, auth.admin, name="Changed")
+    for department in (kept, changed):
+        assert other.get(f"{API}/department/{department['_id']}", headers=other_headers).status_code == 200
+    answers = second_worker.extensions["caches"].department_responses.departments
+
+    response = client.put(f"{API}/department/{changed['_id']}", json={"department": {"name": "Renamed"}}, headers=auth.admin)
+    assert response.status_code == 200
+    assert other.get(f"{API}/department/{changed['_id']}", headers=other_headers).json["department"]["name"] == "Renamed"
+    # The other department's answer was not dropped (nor built again).
+    assert kept["_id"] in answers
+    assert other.get(f"{API}/department/{kept['_id']}", headers=other_headers).json["department"]["name"] == "Kept"
+
+
+def test_the_change_log_is_pruned_and_a_worker_behind_it_drops_everything(client, auth, second_worker, monkeypatch):
+    monkeypatch.setattr(db, "CHANGES_KEPT", 4)
+    monkeypatch.setattr(db, "PRUNE_EVERY", 2)
+    other, other_headers = _login(second_worker)
+    first = create_department(client, auth.admin, name="First")
+    assert other.get(f"{API}/department/{first['_id']}", headers=other_headers).json["department"]["name"] == "First"
+
+    client.put(f"{API}/department/{first['_id']}", json={"department": {"name": "Changed"}}, headers=auth.admin)
+    for k in range(8):  # writes to other departments push the change to `first` out of the log
+        create_department(client, auth.admin, name=f"Filler {k}")
+    with second_worker.app_context():
+        session = second_worker.extensions["db.sessionmaker"]()
+        logged = [v for (v,) in session.execute(sa.select(DepartmentChange.version))]
+        current = session.execute(sa.select(DataVersion.version).where(DataVersion.id == db.DATA)).scalar_one()
+        session.close()
+    assert logged and min(logged) > current - 4 - 2  # pruned: at most CHANGES_KEPT + PRUNE_EVERY versions kept
+    assert other.get(f"{API}/department/{first['_id']}", headers=other_headers).json["department"]["name"] == "Changed"
