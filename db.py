@@ -142,6 +142,8 @@ def versioned_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     factory = sessionmaker(engine, expire_on_commit=False)
 
     def note(session: Session, table: str, departments: set[str] | tuple[str, ...] = ()) -> None:
+        if session.info.get("read_only"):  # autocommit: a write could not be versioned atomically
+            raise RuntimeError(f"a read-only request wrote to {table}")
         counter = VERSIONED_TABLES.get(table)
         if counter is not None:
             session.info.setdefault("written", set()).add(counter)
@@ -289,6 +291,12 @@ def session() -> Session:
         sess: Session = current_app.extensions["db.sessionmaker"]()
         if request and request.method not in SAFE_METHODS:
             sess.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+        elif request and not is_sqlite(current_app.extensions["db.engine"]):
+            # PostgreSQL reads in autocommit: under READ COMMITTED each statement has its own
+            # snapshot anyway, so a read transaction would only add its BEGIN and ROLLBACK round
+            # trips. (SQLite keeps its read transaction: one snapshot for a list's total and page.)
+            sess.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            sess.info["read_only"] = True
         g.db_session = sess
     return g.db_session
 

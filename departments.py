@@ -77,14 +77,23 @@ def _department_list(schema: type[DepartmentListSchema], params: Mapping[str, An
         enabled_only=not archived_only and params.get("enabled") == "true",
         archived=True if archived_only else (None if params.get("showArchived") == "true" else False),
     )
-    total = _total(session, where)
     departments = _page_dumps(session, where, sort, offset, limit)
     if departments is None:
         rows = service.page_departments(session, where, sort, offset, limit)
+        total = _page_total(session, where, offset, limit, len(rows))
         return dump(schema, {"departments": rows, "count": len(rows), "offset": offset, "total": total})
+    total = _page_total(session, where, offset, limit, len(departments))
     body = dump(schema, {"departments": [], "count": len(departments), "offset": offset, "total": total})
     body["departments"] = departments  # dumped by DepartmentSchema, as the line above would
     return body
+
+
+def _page_total(session: Any, where: service.ListFilter, offset: int, limit: int | None, count: int) -> int:
+    """A page that ends inside the list (fewer rows than asked, not past the end) tells the total
+    itself, as most `text` searches do; other pages take the counted total."""
+    if (limit is None or count < limit) and (count or offset == 0):
+        return offset + count
+    return _total(session, where)
 
 
 def _page_dumps(session: Any, where: service.ListFilter, sort: Any, offset: int, limit: int | None) -> list[Any] | None:
