@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g, request
-from sqlalchemy import Engine, create_engine, delete, event, insert, inspect, update
+from sqlalchemy import Engine, bindparam, create_engine, delete, event, insert, inspect, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
@@ -73,7 +75,7 @@ def make_engine(
         cursor.execute(f"PRAGMA busy_timeout = {int(sqlite_busy_timeout_ms)}")
         cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
         cursor.execute(f"PRAGMA synchronous = {sqlite_synchronous}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cursor, sqlite_busy_timeout_ms)
         cursor.close()
         # SQLite's lower() folds ASCII only; Python's folds every script, as PostgreSQL's does,
         # so a case-insensitive `text` search finds "Élodie" on both (decisions.md).
@@ -85,6 +87,21 @@ def make_engine(
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _switch_to_wal(cursor: Any, busy_timeout_ms: int) -> None:
+    """`PRAGMA journal_mode = WAL`, retried: on a new database file, processes starting together
+    (gunicorn workers, upgrade-db) race to switch it, and SQLite answers "database is locked" at
+    once rather than waiting out the busy timeout."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def init_app(app: Flask) -> None:
@@ -136,6 +153,16 @@ def _departments_of(instance: object) -> set[str]:
     return {value for value in (*history.added, *history.unchanged, *history.deleted) if value is not None}
 
 
+# Built once: every committed write runs them.
+BUMP_VERSIONS = (
+    update(DataVersion)
+    .where(DataVersion.id.in_(bindparam("counters", expanding=True)))
+    .values(version=DataVersion.version + 1)
+    .returning(DataVersion.id, DataVersion.version)
+)
+LOG_CHANGES = insert(DepartmentChange)
+
+
 def versioned_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """Sessions that increment the version counters of what each transaction wrote, and log
     which departments it changed."""
@@ -170,15 +197,9 @@ def versioned_sessionmaker(engine: Engine) -> sessionmaker[Session]:
             return
         # Core statements on the connection: part of this transaction, invisible to the ORM hooks.
         connection = session.connection()
-        bumped = connection.execute(
-            update(DataVersion)
-            .where(DataVersion.id.in_(sorted(written)))
-            .values(version=DataVersion.version + 1)
-            .returning(DataVersion.id, DataVersion.version)
-        )
-        version = dict(bumped.all()).get(DATA)
+        version = dict(connection.execute(BUMP_VERSIONS, {"counters": sorted(written)}).all()).get(DATA)
         if version is not None:
-            connection.execute(insert(DepartmentChange), [{"version": version, "department_id": d} for d in sorted(departments)])
+            connection.execute(LOG_CHANGES, [{"version": version, "department_id": d} for d in sorted(departments)])
             if version % PRUNE_EVERY == 0:
                 connection.execute(delete(DepartmentChange).where(DepartmentChange.version <= version - CHANGES_KEPT))
 
@@ -214,6 +235,8 @@ class VersionReader:
     def changed_departments(self, since: int, upto: int) -> set[str] | None:
         """The departments changed by data versions `since` (excluded) to `upto`, or None when the
         log no longer holds them all (pruned): then anything may have changed."""
+        if upto - since > CHANGES_KEPT:
+            return None  # further behind than the log reaches
         rows = self._fetch(CHANGES_QUERY.format(int(since)))
         if {int(version) for version, _ in rows} < set(range(since + 1, upto + 1)):
             return None

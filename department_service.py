@@ -500,8 +500,15 @@ def remove_department(session: Session, department_id: str) -> None:
 # ---------------------------------------------------------------------------
 
 
+LOCKED_DEPARTMENT = select(Department).where(Department.id == bindparam("department_id")).with_for_update()
+USER_NAMES = select(User.id, User.username).where(User.id.in_(bindparam("ids", expanding=True)))
+LINKS_OF_AGENTS = select(DepartmentAgent).where(
+    DepartmentAgent.department_id == bindparam("department_id"), DepartmentAgent.agent_id.in_(bindparam("ids", expanding=True))
+)
+
+
 def _locked(session: Session, department_id: str) -> Department | None:
-    return session.scalars(select(Department).where(Department.id == department_id).with_for_update()).one_or_none()
+    return session.scalars(LOCKED_DEPARTMENT, {"department_id": department_id}).one_or_none()
 
 
 def _set_links_enabled(session: Session, department_id: str, enabled: bool) -> None:
@@ -530,17 +537,12 @@ def _apply_agent_changes(
         )
     wanted = {item["agentId"]: item for item in upsert}  # the last item for an agent wins
     # Ids and usernames only: User objects would also load every user's roles.
-    users = dict(session.execute(select(User.id, User.username).where(User.id.in_(list(wanted)))).all()) if wanted else {}
+    users = dict(session.execute(USER_NAMES, {"ids": list(wanted)}).all()) if wanted else {}
     skipped = [agent_id for agent_id in wanted if agent_id not in users]
     if skipped:
         log.info("department %s: skipped unknown agent ids %s", department.id, skipped)
     existing = {
-        link.agent_id: link
-        for link in session.scalars(
-            select(DepartmentAgent).where(
-                DepartmentAgent.department_id == department.id, DepartmentAgent.agent_id.in_(list(users))
-            )
-        )
+        link.agent_id: link for link in session.scalars(LINKS_OF_AGENTS, {"department_id": department.id, "ids": list(users)})
     } if users else {}
     now = utcnow()
     for agent_id, username in users.items():

@@ -138,10 +138,13 @@ def _cached_json(build: Callable[[], dict[str, Any]], *, department_id: str | No
     """
     sees_all = bool(granted("view-livechat-departments"))
     key = (request.full_path, db.data_version(db.SETTINGS), sees_all, None if sees_all else current_user().id)
-    responses = caches().responses if department_id is None else caches().department_responses
-    if department_id is not None:
-        key = (department_id, key)
-    body = cached(responses, key, lambda: current_app.json.response(build()).get_data())
+    def build_json() -> bytes:
+        return current_app.json.response(build()).get_data()
+
+    if department_id is None:
+        body = cached(caches().responses, key, build_json)
+    else:
+        body = cached(caches().department_responses, (department_id, key), build_json)
     return current_app.response_class(body, mimetype="application/json")
 
 

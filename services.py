@@ -21,7 +21,7 @@ from typing import Any
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import case, delete, func, literal, or_, select, update
+from sqlalchemy import bindparam, case, delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -482,19 +482,24 @@ def _unlink_agent(session: Session, user_id: str) -> None:
     recount_agents(session, department_ids)
 
 
+RECOUNT_AGENTS = (
+    update(Department)
+    .where(Department.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        num_agents=select(func.count()).where(DepartmentAgent.department_id == Department.id).scalar_subquery(),
+        updated_at=bindparam("now", type_=Department.__table__.c.updated_at.type),
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
 def recount_agents(session: Session, department_ids: Iterable[str]) -> None:
     """Set numAgents to the number of links, and touch _updatedAt (shared/spec §1.4)."""
-    links = (
-        select(func.count())
-        .where(DepartmentAgent.department_id == Department.id)
-        .scalar_subquery()
-    )
     department_ids = list(department_ids)
     session.execute(
-        update(Department)
-        .where(Department.id.in_(department_ids))
-        .values(num_agents=links, updated_at=utcnow())
-        .execution_options(synchronize_session=False, department_ids=department_ids)  # for the change log (db.py)
+        RECOUNT_AGENTS,
+        {"ids": department_ids, "now": utcnow()},
+        execution_options={"department_ids": department_ids},  # for the change log (db.py)
     )
 
 
