@@ -136,16 +136,23 @@ class DepartmentCache:
 class Caches:
     """The caches of one application (one per gunicorn worker)."""
 
-    def __init__(self, enabled: bool, max_responses: int = 2048, max_response_bytes: int = 16 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        enabled: bool,
+        max_responses: int = 2048,
+        max_response_bytes: int = 10 * 1024 * 1024,
+        max_department_response_bytes: int = 3 * 1024 * 1024,
+        max_department_dumps: int = 2048,
+    ) -> None:
         self.callers: VersionedCache[object] = VersionedCache(db.AUTH, 10_000, enabled=enabled)
         self.permissions: VersionedCache[dict[str, frozenset[str]]] = VersionedCache(db.AUTH, 1, enabled=enabled)
         self.settings: VersionedCache[dict[str, object]] = VersionedCache(db.SETTINGS, 1, enabled=enabled)
-        # Bodies of 50 departments weigh ~30 KB: the byte bound keeps a worker's memory flat.
+        # The bounds keep a worker's memory flat (a body of 50 departments weighs ~30 KB, a kept
+        # department dump ~2 KB with its key): ~17 MiB in all, checked by bench/run.py --mode growth.
         self.responses: VersionedCache[bytes] = VersionedCache(db.DATA, max_responses, max_response_bytes, enabled=enabled)
-        self.department_responses = DepartmentCache(max_responses, max_response_bytes // 4, enabled=enabled)
+        self.department_responses = DepartmentCache(max_responses, max_department_response_bytes, enabled=enabled)
         self.totals: VersionedCache[int] = VersionedCache(db.DATA, 1024, enabled=enabled)
-        # A dumped department is ~0.7 KB: 4,096 of them keep a worker's memory flat.
-        self.department_dumps: ContentCache[dict[str, object]] = ContentCache(4096, enabled=enabled)
+        self.department_dumps: ContentCache[dict[str, object]] = ContentCache(max_department_dumps, enabled=enabled)
 
 
 def caches() -> Caches:

@@ -258,7 +258,9 @@ def page_departments(session: Session, where: ListFilter, sort: Sort, offset: in
     return _rows(session, query, {**where.params(), "offset": offset, "limit": limit})
 
 
-def page_department_keys(session: Session, where: ListFilter, sort: Sort, offset: int, limit: int | None) -> list[tuple[Any, ...]]:
+def page_department_keys(
+    session: Session, where: ListFilter, sort: Sort, offset: int, limit: int | None
+) -> list[tuple[Any, ...]]:
     """The content keys (DEPARTMENT_KEY) of the page `page_departments` reads; a key's first value is the id."""
     query = _page_statement(where.shape(), tuple(sort), limit is not None, True)
     rows = session.connection().execute(query, {**where.params(), "offset": offset, "limit": limit}).all()
@@ -503,7 +505,8 @@ def remove_department(session: Session, department_id: str) -> None:
 LOCKED_DEPARTMENT = select(Department).where(Department.id == bindparam("department_id")).with_for_update()
 USER_NAMES = select(User.id, User.username).where(User.id.in_(bindparam("ids", expanding=True)))
 LINKS_OF_AGENTS = select(DepartmentAgent).where(
-    DepartmentAgent.department_id == bindparam("department_id"), DepartmentAgent.agent_id.in_(bindparam("ids", expanding=True))
+    DepartmentAgent.department_id == bindparam("department_id"),
+    DepartmentAgent.agent_id.in_(bindparam("ids", expanding=True)),
 )
 
 
@@ -541,9 +544,8 @@ def _apply_agent_changes(
     skipped = [agent_id for agent_id in wanted if agent_id not in users]
     if skipped:
         log.info("department %s: skipped unknown agent ids %s", department.id, skipped)
-    existing = {
-        link.agent_id: link for link in session.scalars(LINKS_OF_AGENTS, {"department_id": department.id, "ids": list(users)})
-    } if users else {}
+    links = session.scalars(LINKS_OF_AGENTS, {"department_id": department.id, "ids": list(users)}) if users else []
+    existing = {link.agent_id: link for link in links}
     now = utcnow()
     for agent_id, username in users.items():
         item = wanted[agent_id]

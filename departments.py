@@ -63,7 +63,9 @@ def _my_departments_only(only_mine: Any) -> str | None:
     return None
 
 
-def _department_list(schema: type[DepartmentListSchema], params: Mapping[str, Any], *, archived_only: bool) -> dict[str, Any]:
+def _department_list(
+    schema: type[DepartmentListSchema], params: Mapping[str, Any], *, archived_only: bool
+) -> dict[str, Any]:
     session = db.session()
     sort = parse_sort(params.get("sort"), service.DEPARTMENT_SORT, {"name": 1})
     check_json_param("query", params.get("query"))

@@ -251,7 +251,9 @@ def test_a_write_to_one_department_keeps_the_cached_answers_of_the_others(client
         assert other.get(f"{API}/department/{department['_id']}", headers=other_headers).status_code == 200
     answers = second_worker.extensions["caches"].department_responses.departments
 
-    response = client.put(f"{API}/department/{changed['_id']}", json={"department": {"name": "Renamed"}}, headers=auth.admin)
+    response = client.put(
+        f"{API}/department/{changed['_id']}", json={"department": {"name": "Renamed"}}, headers=auth.admin
+    )
     assert response.status_code == 200
     assert other.get(f"{API}/department/{changed['_id']}", headers=other_headers).json["department"]["name"] == "Renamed"
     # The other department's answer was not dropped (nor built again).
