@@ -112,21 +112,15 @@ def require_all(*permissions: str) -> None:
         raise ApiError.forbidden()
 
 
-# Loaded query strings, per process: a load depends on the query string alone, and clients send
-# the same few again and again (widgets, consoles). Bounded; failed loads are not kept.
-_loaded_queries: dict[tuple[type, bytes], Mapping[str, Any]] = {}
-LOADED_QUERIES_KEPT = 1024
-
-
 def request_query(schema_class: type) -> Mapping[str, Any]:
-    """The query string loaded with `schema_class` (read-only: it may serve later requests too)."""
+    """The query string loaded with `schema_class`. A load depends on the query string alone, so
+    it is kept (caches().queries) and shared read-only with later requests; a failed one is not."""
+    queries = caches().queries
     key = (schema_class, request.query_string)
-    loaded = _loaded_queries.get(key)
+    loaded = queries.get(key)
     if loaded is None:
         loaded = MappingProxyType(load(schema_class, query_args(request.args)))
-        if len(_loaded_queries) >= LOADED_QUERIES_KEPT:
-            _loaded_queries.pop(next(iter(_loaded_queries)))  # the oldest goes
-        _loaded_queries[key] = loaded
+        queries.put(key, loaded)
     return loaded
 
 

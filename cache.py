@@ -9,7 +9,7 @@ was computed from, and there is nothing to invalidate by hand.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Generic, TypeVar
 
 from flask import current_app
@@ -74,7 +74,7 @@ class ContentCache(VersionedCache[T]):
         return self.entries.get(key)
 
     def put(self, key: Hashable, value: T) -> None:
-        if key not in self.entries:
+        if self.enabled and key not in self.entries:
             self._store(key, value)
 
 
@@ -153,6 +153,8 @@ class Caches:
         self.department_responses = DepartmentCache(max_responses, max_department_response_bytes, enabled=enabled)
         self.totals: VersionedCache[int] = VersionedCache(db.DATA, 1024, enabled=enabled)
         self.department_dumps: ContentCache[dict[str, object]] = ContentCache(max_department_dumps, enabled=enabled)
+        # Query strings loaded by their schema (auth.request_query): clients send the same few.
+        self.queries: ContentCache[Mapping[str, object]] = ContentCache(1024, enabled=enabled)
 
 
 def caches() -> Caches:

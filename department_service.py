@@ -262,7 +262,7 @@ def page_department_keys(
     session: Session, where: ListFilter, sort: Sort, offset: int, limit: int | None
 ) -> list[tuple[Any, ...]]:
     """The content keys (DEPARTMENT_KEY) of the page `page_departments` reads; a key's first value is the id."""
-    query = _page_statement(where.shape(), tuple(sort), limit is not None, True)
+    query = _page_statement(where.shape(), tuple(sort), limit is not None, keys_only=True)
     rows = session.connection().execute(query, {**where.params(), "offset": offset, "limit": limit}).all()
     return [tuple(row) for row in rows]
 

@@ -16,7 +16,7 @@ from conftest import ADMIN_PASSWORD, CHEAP_HASHING, create_department
 import cache
 import db
 from app import create_app
-from models import DataVersion, DepartmentChange
+from models import DataVersion, Department, DepartmentChange
 
 API = "/api/v1/livechat"
 
@@ -161,19 +161,20 @@ def test_the_response_cache_is_bounded_in_entries_and_bytes_oldest_first():
     assert list(responses.entries) == ["c"] and responses.size == 3
 
 
-def test_a_loaded_query_string_is_kept_read_only_and_a_failed_one_is_not(client, auth):
+def test_a_loaded_query_string_is_kept_read_only_and_a_failed_one_is_not(app, client, auth):
     from types import MappingProxyType
 
-    import auth as auth_module
     from schemas import DepartmentListQuerySchema
+
+    kept_queries = app.extensions["caches"].queries.entries
 
     for _ in range(2):  # a bad query answers the same 400 every time: nothing was kept for it
         response = client.get(f"{API}/department?count=-1", headers=auth.admin)
         assert response.status_code == 400 and response.json["error"] == "must be >= 0 [invalid-params]"
-    assert (DepartmentListQuerySchema, b"count=-1") not in auth_module._loaded_queries
+    assert (DepartmentListQuerySchema, b"count=-1") not in kept_queries
 
     assert client.get(f"{API}/department?count=7", headers=auth.admin).json["count"] == 0
-    kept = auth_module._loaded_queries[(DepartmentListQuerySchema, b"count=7")]
+    kept = kept_queries[(DepartmentListQuerySchema, b"count=7")]
     assert isinstance(kept, MappingProxyType) and kept["count"] == 7
 
 
@@ -278,3 +279,17 @@ def test_the_change_log_is_pruned_and_a_worker_behind_it_drops_everything(client
         session.close()
     assert logged and min(logged) > current - 4 - 2  # pruned: at most CHANGES_KEPT + PRUNE_EVERY versions kept
     assert other.get(f"{API}/department/{first['_id']}", headers=other_headers).json["department"]["name"] == "Changed"
+
+
+def test_on_postgresql_a_read_only_request_cannot_write(app, client, auth, database_url):
+    """PostgreSQL reads run in autocommit, where a write would commit without its version bump:
+    the session of a GET request refuses any write instead."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite reads keep their transaction")
+    create_department(client, auth.admin, name="Unchanged")
+    with app.test_request_context(f"{API}/department", method="GET"):
+        session = db.session()
+        with pytest.raises(RuntimeError, match="read-only request wrote to departments"):
+            session.execute(sa.update(Department).values(description="written by a read"))
+        db.close_session()
+    assert client.get(f"{API}/department", headers=auth.admin).json["departments"][0].get("description") is None

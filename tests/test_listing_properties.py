@@ -2,8 +2,8 @@
 
 For random sets of departments (names in mixed case, Unicode, duplicates, empty; some disabled,
 some archived) and random `text`/`enabled`/`showArchived`/`sort`/`offset`/`count`:
-- the whole list (`count=0`, any `excludeDepartmentId`) is exactly the matching departments, in the requested order with
-  `_id` breaking ties, and `total` is its size;
+- the whole list (`count=0`, any `excludeDepartmentId`) is exactly the matching departments, in
+  the requested order with `_id` breaking ties, and `total` is its size;
 - the pages, one after the other, concatenate to that whole, and any page is its slice.
 The model follows Rocket.Chat: `text` is a case-insensitive (casefold) literal substring,
 names compare by code point (byte-wise), and a missing value sorts before any other, as in MongoDB.
@@ -62,7 +62,12 @@ class Query:
     exclude_id: str | None = None
 
     def params(self) -> dict[str, str]:
-        params = {"text": self.text, "enabled": self.enabled, "showArchived": self.show_archived, "excludeDepartmentId": self.exclude_id}
+        params = {
+            "text": self.text,
+            "enabled": self.enabled,
+            "showArchived": self.show_archived,
+            "excludeDepartmentId": self.exclude_id,
+        }
         if self.sort is not None:
             params["sort"] = json.dumps(dict(self.sort))
         return {key: value for key, value in params.items() if value is not None}
