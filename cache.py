@@ -9,12 +9,16 @@ was computed from, and there is nothing to invalidate by hand.
 from __future__ import annotations
 
 import math
+import threading
+from bisect import bisect_right
 from collections.abc import Callable, Hashable, Mapping
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from flask import current_app
 
 import db
+import department_service as service
 import services
 
 T = TypeVar("T")
@@ -78,18 +82,87 @@ class ContentCache(VersionedCache[T]):
             self._store(key, value)
 
 
+@dataclass
+class Change:
+    """One department's change in one data version, from the change log (db.py)."""
+
+    version: int
+    department_id: str
+    fields: frozenset[str] | str | None  # db.CREATED, db.DELETED, the changed columns, or None: unknown
+    created_key: tuple[Any, ...] | None = None  # a created department's content key, until it changes again
+
+
+class ChangeFeed:
+    """The change log as this worker has read it: the changes of the recent data versions, read
+    once per new version and shared by the caches that outlive writes (bounded: the oldest
+    versions go first, and a cache entry older than what is held is dropped)."""
+
+    def __init__(self, max_changes: int = 4096) -> None:
+        self.max_changes = max_changes
+        self.start: int | None = None  # every change after `start` and up to `upto` is held
+        self.upto: int | None = None
+        self.changes: list[Change] = []
+        self.versions: list[int] = []  # of `changes`, for bisect
+        self.created: dict[str, Change] = {}  # the creations whose key still tells, by department
+        self.lock = threading.Lock()  # threaded servers: one thread reads the log, the others wait
+
+    def catch_up(self, version: int) -> None:
+        """Hold every change up to `version`: a cache calls it when it keeps its first entry."""
+        with self.lock:
+            self._catch_up(version)
+
+    def between(self, since: int, upto: int) -> list[Change] | None:
+        """The changes of versions `since` (excluded) to `upto`, or None when they are not all held."""
+        with self.lock:
+            self._catch_up(upto)
+            if self.start is None or since < self.start:
+                return None
+            return self.changes[bisect_right(self.versions, since) : bisect_right(self.versions, upto)]
+
+    def _catch_up(self, version: int) -> None:
+        if self.upto is not None and version <= self.upto:
+            return
+        rows = None
+        if self.upto is not None:
+            rows = db.logged_changes(service.changes_query(db.engine().dialect), self.upto, version)
+        if rows is None:  # first read, or further behind than the log: start afresh
+            self.start = self.upto = version
+            self.changes, self.versions, self.created = [], [], {}
+            return
+        # The rows run up to the snapshot they were read in: `version`, maybe newer ones.
+        for logged_version, department_id, fields, *key in rows:
+            earlier = self.created.pop(department_id, None)
+            if earlier is not None:  # changed since its creation: that key no longer tells
+                earlier.created_key = None
+            change = Change(int(logged_version), department_id, fields)
+            if fields == db.CREATED and key[0] is not None:
+                change.created_key = tuple(key)
+                self.created[department_id] = change
+            elif fields not in (None, db.CREATED, db.DELETED):
+                change.fields = frozenset(fields.split(",")) - {""}
+            self.changes.append(change)
+            self.versions.append(change.version)
+            self.upto = max(self.upto, change.version)
+        if len(self.changes) > self.max_changes:  # drop the oldest versions whole
+            drop = bisect_right(self.versions, self.versions[len(self.changes) - self.max_changes])
+            self.start = self.versions[drop - 1]
+            del self.changes[:drop], self.versions[:drop]
+            self.created = {d: c for d, c in self.created.items() if c.version > self.start}
+
+
 class DepartmentCache:
     """Answers about one department (GET one, its agents), keyed (department id, …).
 
     A new data version drops only the answers of the departments it changed, as the change log
-    says (db.changed_departments; all of them when the log cannot say), so a write to one
-    department leaves every other department's answers cached. Bounded like VersionedCache:
-    the oldest department's answers go first.
+    says (ChangeFeed; all of them when the log cannot say), so a write to one department leaves
+    every other department's answers cached. Bounded like VersionedCache: the oldest
+    department's answers go first.
     """
 
-    def __init__(self, max_entries: int, max_bytes: int, *, enabled: bool = True) -> None:
+    def __init__(self, feed: ChangeFeed, max_entries: int, max_bytes: int, *, enabled: bool = True) -> None:
         self.enabled = enabled
         self.counter = db.DATA
+        self.feed = feed
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.version: int | None = None
@@ -110,7 +183,10 @@ class DepartmentCache:
         return value
 
     def _catch_up(self, version: int) -> None:
-        changed = None if self.version is None else db.changed_departments(self.version, version)
+        if self.version is None:
+            self.feed.catch_up(version)
+        changes = None if self.version is None else self.feed.between(self.version, version)
+        changed = None if changes is None else {change.department_id for change in changes}
         if changed is None or db.ANY_DEPARTMENT in changed:
             self.departments, self.count, self.size = {}, 0, 0
         else:
@@ -133,6 +209,103 @@ class DepartmentCache:
         self.size += len(value)
 
 
+@dataclass
+class ListEntry:
+    """A list page's body, what it showed (to judge later changes), and what a new total needs."""
+
+    version: int
+    body: bytes
+    page: service.ListedPage
+    departments_json: bytes  # the body's departments, to write it again around a new total
+    count: int
+    offset: int
+    limit: int | None
+    total: int
+
+
+class ListCache:
+    """Department list pages kept across the writes that cannot change their rows.
+
+    A newer data version does not drop a page: when it is read again, the changes since it was
+    built (ChangeFeed) are checked against what it showed (ListedPage.unchanged_by), and it is
+    built again only if one of them could alter it. Its total is taken afresh each time
+    (TotalCache, or the page's own). Bounded in entries and bytes, oldest first.
+    """
+
+    def __init__(self, feed: ChangeFeed, max_entries: int, max_bytes: int, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.feed = feed
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.entries: dict[Hashable, ListEntry] = {}
+        self.size = 0
+        self.kept = 0  # pages served again at a newer data version (tests, bench)
+
+    def get(self, version: int, key: Hashable) -> ListEntry | None:
+        entry = self.entries.get(key)
+        if entry is None or entry.version >= version:  # (newer, from another thread: as good)
+            return entry
+        changes = self.feed.between(entry.version, version)
+        page = entry.page
+        if changes is None or not all(page.unchanged_by(c.department_id, c.fields, c.created_key) for c in changes):
+            self._drop(key)
+            return None
+        entry.version = version
+        self.kept += 1
+        return entry
+
+    def put(self, key: Hashable, entry: ListEntry) -> None:
+        if len(entry.body) > self.max_bytes:
+            return
+        self.feed.catch_up(entry.version)
+        self._drop(key)
+        while self.entries and (len(self.entries) >= self.max_entries or self.size + len(entry.body) > self.max_bytes):
+            self._drop(next(iter(self.entries)))
+        self.entries[key] = entry
+        self.size += len(entry.body)
+
+    def rewrite(self, entry: ListEntry, body: bytes, total: int) -> None:
+        """The same page with a new total."""
+        self.size += len(body) - len(entry.body)
+        entry.body, entry.total = body, total
+
+    def _drop(self, key: Hashable) -> None:
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            self.size -= len(entry.body)
+
+
+class TotalCache:
+    """The totals of the department lists, by filter, kept across the writes that cannot change
+    them and moved by the creations the change log tells (ListFilter.total_change); counted
+    again otherwise. Bounded in entries, oldest first."""
+
+    def __init__(self, feed: ChangeFeed, max_entries: int, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.feed = feed
+        self.max_entries = max_entries
+        self.entries: dict[service.ListFilter, tuple[int, int]] = {}  # filter -> (version, total)
+
+    def get_or_count(self, version: int, where: service.ListFilter, count: Callable[[], tuple[int, int]]) -> int:
+        """The total at data `version` or newer. `count()` gives (data version, total) as of one
+        snapshot: a total is moved only by the changes it does not hold already."""
+        if not self.enabled:
+            return count()[1]
+        known = self.entries.get(where)
+        if known is not None and known[0] < version:
+            changes = self.feed.between(known[0], version)
+            moved = None if changes is None else where.total_change(changes)
+            known = None if moved is None else (version, known[1] + moved)
+        if known is None:
+            known = count()
+            self.feed.catch_up(known[0])
+        self.entries.pop(where, None)
+        while len(self.entries) >= self.max_entries:
+            del self.entries[next(iter(self.entries))]
+        self.entries[where] = known
+        return known[1]
+
+
 class Caches:
     """The caches of one application (one per gunicorn worker)."""
 
@@ -140,7 +313,8 @@ class Caches:
         self,
         enabled: bool,
         max_responses: int = 2048,
-        max_response_bytes: int = 10 * 1024 * 1024,
+        max_list_bytes: int = 8 * 1024 * 1024,
+        max_response_bytes: int = 2 * 1024 * 1024,
         max_department_response_bytes: int = 3 * 1024 * 1024,
         max_department_dumps: int = 2048,
     ) -> None:
@@ -149,9 +323,13 @@ class Caches:
         self.settings: VersionedCache[dict[str, object]] = VersionedCache(db.SETTINGS, 1, enabled=enabled)
         # The bounds keep a worker's memory flat (a body of 50 departments weighs ~30 KB, a kept
         # department dump ~2 KB with its key): ~17 MiB in all, checked by bench/run.py --mode growth.
+        self.changes = ChangeFeed()
+        self.lists = ListCache(self.changes, max_responses, max_list_bytes, enabled=enabled)
         self.responses: VersionedCache[bytes] = VersionedCache(db.DATA, max_responses, max_response_bytes, enabled=enabled)
-        self.department_responses = DepartmentCache(max_responses, max_department_response_bytes, enabled=enabled)
-        self.totals: VersionedCache[int] = VersionedCache(db.DATA, 1024, enabled=enabled)
+        self.department_responses = DepartmentCache(
+            self.changes, max_responses, max_department_response_bytes, enabled=enabled
+        )
+        self.totals = TotalCache(self.changes, 1024, enabled=enabled)
         self.department_dumps: ContentCache[dict[str, object]] = ContentCache(max_department_dumps, enabled=enabled)
         # Query strings loaded by their schema (auth.request_query): clients send the same few.
         self.queries: ContentCache[Mapping[str, object]] = ContentCache(1024, enabled=enabled)

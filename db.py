@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, current_app, g, request
@@ -139,18 +140,38 @@ VERSIONED_TABLES = {
 ANY_DEPARTMENT = "*"
 CHANGES_KEPT = 10_000  # versions of the log kept; pruned every PRUNE_EVERY versions
 PRUNE_EVERY = 100
+# How a change changed its department (DepartmentChange.fields): created, deleted, or the set
+# of changed columns, AGENT_LINKS standing for its agent links. UNKNOWN: anything may have
+# changed (a bulk statement that does not name its columns: execution option `department_fields`).
+CREATED, DELETED, UNKNOWN, AGENT_LINKS = "+", "-", "?", "agents"
 
 
-def _departments_of(instance: object) -> set[str]:
-    """The departments a flushed row belongs to, before and after the change."""
+def _changes_of(session: Session, instance: object) -> dict[str, set[str]]:
+    """The departments a flushed row belongs to (before and after the change), each with how
+    the row changed it."""
     if isinstance(instance, Department):
         attribute = "id"
+        if instance in session.new:
+            fields = {CREATED}
+        elif instance in session.deleted:
+            fields = {DELETED}
+        else:
+            fields = {attribute.key for attribute in inspect(instance).attrs if attribute.history.has_changes()}
     elif isinstance(instance, DepartmentAgent):
-        attribute = "department_id"
+        attribute, fields = "department_id", {AGENT_LINKS}
     else:
-        return set()
+        return {}
     history = inspect(instance).attrs[attribute].history
-    return {value for value in (*history.added, *history.unchanged, *history.deleted) if value is not None}
+    ids = {value for value in (*history.added, *history.unchanged, *history.deleted) if value is not None}
+    return {department_id: fields for department_id in ids}
+
+
+def _logged_fields(fields: set[str]) -> str | None:
+    """One department's changes in one transaction, as DepartmentChange.fields spells them."""
+    for marker in (DELETED, CREATED):
+        if marker in fields:
+            return marker
+    return None if UNKNOWN in fields else ",".join(sorted(fields))
 
 
 # Built once: every committed write runs them.
@@ -165,41 +186,52 @@ LOG_CHANGES = insert(DepartmentChange)
 
 def versioned_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """Sessions that increment the version counters of what each transaction wrote, and log
-    which departments it changed."""
+    which departments it changed, and how."""
     factory = sessionmaker(engine, expire_on_commit=False)
 
-    def note(session: Session, table: str, departments: set[str] | tuple[str, ...] = ()) -> None:
+    def note(session: Session, table: str, changes: Mapping[str, set[str]]) -> None:
         if session.info.get("read_only"):  # autocommit: a write could not be versioned atomically
             raise RuntimeError(f"a read-only request wrote to {table}")
         counter = VERSIONED_TABLES.get(table)
         if counter is not None:
             session.info.setdefault("written", set()).add(counter)
         if counter == DATA:
-            session.info.setdefault("departments", set()).update(departments or (ANY_DEPARTMENT,))
+            noted = session.info.setdefault("departments", {})
+            for department_id, fields in (changes or {ANY_DEPARTMENT: {UNKNOWN}}).items():
+                noted.setdefault(department_id, set()).update(fields)
 
     @event.listens_for(factory, "after_flush")
     def _flushed(session: Session, _context: object) -> None:
         for instance in (*session.new, *session.dirty, *session.deleted):
-            note(session, instance.__table__.name, _departments_of(instance))
+            note(session, instance.__table__.name, _changes_of(session, instance))
 
     @event.listens_for(factory, "do_orm_execute")
     def _executed(state: ORMExecuteState) -> None:
         if state.is_insert or state.is_update or state.is_delete:
-            departments = tuple(state.execution_options.get("department_ids", ()))
-            note(state.session, state.statement.table.name, departments)  # type: ignore[attr-defined]
+            table = state.statement.table.name  # type: ignore[attr-defined]
+            options = state.execution_options
+            if table == "department_agents":
+                fields = {AGENT_LINKS}
+            else:  # a statement on departments names the columns it sets, or anything may change
+                fields = set(options.get("department_fields", {UNKNOWN}))
+            note(state.session, table, {department_id: fields for department_id in options.get("department_ids", ())})
 
     @event.listens_for(factory, "before_commit")
     def _bump_versions(session: Session) -> None:
         session.flush()  # commit flushes after this hook; flush first so its writes count
         written = session.info.pop("written", None)
-        departments = session.info.pop("departments", None) or {ANY_DEPARTMENT}
+        departments = session.info.pop("departments", None) or {ANY_DEPARTMENT: {UNKNOWN}}
         if not written:
             return
         # Core statements on the connection: part of this transaction, invisible to the ORM hooks.
         connection = session.connection()
         version = dict(connection.execute(BUMP_VERSIONS, {"counters": sorted(written)}).all()).get(DATA)
         if version is not None:
-            connection.execute(LOG_CHANGES, [{"version": version, "department_id": d} for d in sorted(departments)])
+            rows = [
+                {"version": version, "department_id": department_id, "fields": _logged_fields(fields)}
+                for department_id, fields in sorted(departments.items())
+            ]
+            connection.execute(LOG_CHANGES, rows)
             if version % PRUNE_EVERY == 0:
                 connection.execute(delete(DepartmentChange).where(DepartmentChange.version <= version - CHANGES_KEPT))
 
@@ -212,8 +244,6 @@ def versioned_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 VERSION_QUERY = "SELECT id, version FROM data_version"
-# An integer formatted in (not a parameter): SQLite and psycopg spell placeholders differently.
-CHANGES_QUERY = "SELECT version, department_id FROM department_changes WHERE version > {}"
 
 
 class VersionReader:
@@ -232,15 +262,17 @@ class VersionReader:
     def read(self) -> dict[int, int]:
         return {int(counter): int(version) for counter, version in self._fetch(VERSION_QUERY)}
 
-    def changed_departments(self, since: int, upto: int) -> set[str] | None:
-        """The departments changed by data versions `since` (excluded) to `upto`, or None when the
-        log no longer holds them all (pruned): then anything may have changed."""
+    def changes(self, query: str, since: int, upto: int) -> list[Any] | None:
+        """The change log's rows after data version `since`, read by `query` (SQL whose first
+        column is the version, `{since}` standing for it), all in one statement (one snapshot).
+        None when the log no longer holds every version up to `upto` (pruned): then anything
+        may have changed."""
         if upto - since > CHANGES_KEPT:
             return None  # further behind than the log reaches
-        rows = self._fetch(CHANGES_QUERY.format(int(since)))
-        if {int(version) for version, _ in rows} < set(range(since + 1, upto + 1)):
+        rows = self._fetch(query.format(since=int(since)))
+        if not set(range(since + 1, upto + 1)) <= {int(row[0]) for row in rows}:
             return None
-        return {department_id for _, department_id in rows}
+        return rows
 
     def _fetch(self, query: str) -> list[Any]:
         for attempt in (1, 2):
@@ -288,9 +320,9 @@ def data_version(counter: int) -> int:
     return versions[counter]
 
 
-def changed_departments(since: int, upto: int) -> set[str] | None:
-    """See VersionReader.changed_departments."""
-    return current_app.extensions["db.version_reader"].changed_departments(since, upto)
+def logged_changes(query: str, since: int, upto: int) -> list[Any] | None:
+    """See VersionReader.changes."""
+    return current_app.extensions["db.version_reader"].changes(query, since, upto)
 
 
 def dispose(app: Flask) -> None:

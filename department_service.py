@@ -10,9 +10,9 @@ request's BEGIN IMMEDIATE already does it, on PostgreSQL `with_for_update` does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -27,6 +27,7 @@ from sqlalchemy import (
     delete,
     false,
     func,
+    literal_column,
     or_,
     select,
     true,
@@ -38,7 +39,8 @@ from sqlalchemy.orm import Session
 
 import services
 from errors import ApiError
-from models import Department, DepartmentAgent, User, utcnow
+import db
+from models import DataVersion, Department, DepartmentAgent, DepartmentChange, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,56 @@ class ListFilter:
             query = query.where(Department.id.in_(linked))
         return query
 
+    @cached_property
+    def watched(self) -> frozenset[str]:
+        """The columns (db.AGENT_LINKS: the agent links) whose change can move a department into
+        or out of this filter."""
+        columns = {"id", "type"}
+        if self.archived is not None:
+            columns.add("archived")
+        if self.text:
+            columns |= {"name", "name_folded"}
+        if self.enabled_only:
+            columns.add("enabled")
+        if self.agent_id is not None:
+            columns.add(db.AGENT_LINKS)
+        return frozenset(columns)
+
+    def lists(self, key: tuple[Any, ...]) -> bool | None:
+        """Whether this filter lists the department with this content key (DEPARTMENT_KEY), as
+        `apply` does in SQL; None when the key cannot tell (agent links are not in it)."""
+        def true(column: str) -> bool:  # SQL's `IS TRUE`: SQLite stores booleans as 0/1
+            return bool(key[KEY_INDEX[column]])
+
+        if key[KEY_INDEX["type"]] not in (None, "d"):
+            return False
+        if (self.archived is True and not true("archived")) or (self.archived is False and true("archived")):
+            return False
+        if self.enabled_only and not true("enabled"):
+            return False
+        if self.exclude_id is not None and key[KEY_INDEX["id"]] == self.exclude_id:
+            return False
+        if self.text and self.text.casefold() not in (key[KEY_INDEX["name_folded"]] or ""):
+            return False
+        return None if self.agent_id is not None else True
+
+    def total_change(self, changes: Iterable[Any]) -> int | None:
+        """How much these changes (cache.Change) move the number of departments listed, or None
+        when they may have moved it in a way the change log cannot tell (count again)."""
+        moved = 0
+        for change in changes:
+            fields = change.fields
+            if change.department_id == db.ANY_DEPARTMENT or fields is None or fields == db.DELETED:
+                return None
+            if fields == db.CREATED:
+                listed = None if change.created_key is None else self.lists(change.created_key)
+                if listed is None:
+                    return None
+                moved += listed
+            elif fields & self.watched:
+                return None
+        return moved
+
     def shape(self) -> ListFilter:
         """This filter with its values blanked out: all filters of one shape share one statement."""
         return replace(
@@ -201,9 +253,12 @@ AGENT_COUNT = select(func.count()).where(DepartmentAgent.department_id == bindpa
 STATEMENTS_PER_KIND = 256
 
 
+DATA_VERSION = select(DataVersion.version).where(DataVersion.id == db.DATA).scalar_subquery()
+
+
 @lru_cache(maxsize=STATEMENTS_PER_KIND)
 def _count_statement(shape: ListFilter) -> Select[Any]:
-    return shape.apply(select(func.count()).select_from(Department))
+    return shape.apply(select(DATA_VERSION, func.count()).select_from(Department))
 
 
 @lru_cache(maxsize=STATEMENTS_PER_KIND)
@@ -224,6 +279,72 @@ DEPARTMENTS_WITH_KEYS = select(Department.__table__, *DEPARTMENT_KEY).where(
 )
 
 
+KEY_INDEX = {column.key: position for position, column in enumerate(Department.__table__.columns)}
+
+
+# The change log as each worker reads it (cache.ChangeFeed): every change after a version, and
+# for a created department its content key, read in the same statement (one snapshot).
+@lru_cache(maxsize=4)
+def changes_query(dialect: Any) -> str:
+    created = and_(Department.id == DepartmentChange.department_id, DepartmentChange.fields == db.CREATED)
+    statement = (
+        select(DepartmentChange.version, DepartmentChange.department_id, DepartmentChange.fields, *DEPARTMENT_KEY)
+        .select_from(DepartmentChange)
+        .outerjoin(Department, created)
+        .where(DepartmentChange.version > literal_column("{since}"))
+        .order_by(DepartmentChange.version)
+    )
+    return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+@dataclass(frozen=True)
+class ListedPage:
+    """What a list page showed, enough to tell whether a later change can alter it
+    (cache.ListCache): a change alters a page when it changes one of its rows, or a column
+    its filter or order reads (rows could join, leave or move), or deletes a department (it
+    may have been before the page), or creates one that is listed up to the page's end.
+    Anything unknown counts as altering it."""
+
+    where: ListFilter
+    sort: tuple[tuple[str, int], ...]
+    ids: frozenset[str]
+    last_key: tuple[Any, ...] | None  # the content key of the page's last row
+    full: bool  # as many rows as asked: a department sorted after the last row stays off it
+    text_in_byte_order: bool  # every text column sorts byte-wise (SQLite); else only `name` does
+
+    @cached_property
+    def watched(self) -> frozenset[str]:
+        """The columns whose change can move a department into, out of, or within the page."""
+        return self.where.watched | {DEPARTMENT_SORT[field].key for field, _ in self.sort}
+
+    def unchanged_by(self, department_id: str, fields: frozenset[str] | str | None, created_key: Any) -> bool:
+        if department_id == db.ANY_DEPARTMENT or department_id in self.ids or fields is None or fields == db.DELETED:
+            return False
+        if fields == db.CREATED:
+            return created_key is not None and (
+                self.where.lists(created_key) is False or (self.full and self.sorts_after_last(created_key) is True)
+            )
+        return not (fields & self.watched)
+
+    def sorts_after_last(self, key: tuple[Any, ...]) -> bool | None:
+        """Whether a department with this content key sorts after the page's last row, as
+        `_ordered` sorts (absent values first ascending, last descending; `_id` breaks ties).
+        None when Python cannot compare as the database does (text in a locale's order)."""
+        if self.last_key is None:
+            return None
+        for field, direction in (*self.sort, ("_id", 1)):
+            column = DEPARTMENT_SORT[field].key
+            mine, last = key[KEY_INDEX[column]], self.last_key[KEY_INDEX[column]]
+            if mine == last:
+                continue
+            if mine is None or last is None:
+                return (mine is None) == (direction < 0)
+            if type(mine) is not type(last) or (isinstance(mine, str) and column != "name" and not self.text_in_byte_order):
+                return None
+            return (mine > last) == (direction > 0)
+        return False  # the same row
+
+
 @lru_cache(maxsize=STATEMENTS_PER_KIND)
 def _page_statement(shape: ListFilter, sort: Sort, paged: bool, keys_only: bool = False) -> Select[Any]:
     columns = select(*DEPARTMENT_KEY) if keys_only else DEPARTMENT_ROW
@@ -241,9 +362,11 @@ def _rows(session: Session, query: Select[Any], params: dict[str, Any]) -> list[
     return session.connection().execute(query, params).all()  # one fetchall, not a fetch per row
 
 
-def count_departments(session: Session, where: ListFilter) -> int:
-    """The number of departments matching `where` (a list's `total`)."""
-    return session.connection().execute(_count_statement(where.shape()), where.params()).scalar() or 0
+def count_departments(session: Session, where: ListFilter) -> tuple[int, int]:
+    """The data version and the number of departments matching `where` (a list's `total`), as of
+    one snapshot (cache.TotalCache moves a total by the changes logged after it)."""
+    version, total = session.connection().execute(_count_statement(where.shape()), where.params()).one()
+    return int(version), int(total or 0)
 
 
 def is_listed(session: Session, where: ListFilter, department_id: str) -> bool:

@@ -17,7 +17,7 @@ import db
 import department_service as service
 import services
 from auth import current_user, granted, request_body, request_query, require_all, require_any
-from cache import cached, caches, settings
+from cache import ListEntry, cached, caches, settings
 from errors import ApiError
 from openapi import doc
 from schemas import (
@@ -65,7 +65,19 @@ def _my_departments_only(only_mine: Any) -> str | None:
 
 def _department_list(
     schema: type[DepartmentListSchema], params: Mapping[str, Any], *, archived_only: bool
-) -> dict[str, Any]:
+) -> Response:
+    """A department list page, from the list cache when no write since it was built can have
+    changed it (cache.ListCache); its total is taken afresh."""
+    lists = caches().lists
+    key = _response_key()
+    version = db.data_version(db.DATA)
+    entry = lists.get(version, key) if lists.enabled else None
+    if entry is not None:
+        total = _page_total(entry.page.where, entry.offset, entry.limit, entry.count)
+        if total != entry.total:
+            lists.rewrite(entry, _list_body(schema, entry.departments_json, entry.count, entry.offset, total), total)
+        return _response(entry.body)
+
     session = db.session()
     sort = parse_sort(params.get("sort"), service.DEPARTMENT_SORT, {"name": 1})
     check_json_param("query", params.get("query"))
@@ -79,36 +91,65 @@ def _department_list(
         enabled_only=not archived_only and params.get("enabled") == "true",
         archived=True if archived_only else (None if params.get("showArchived") == "true" else False),
     )
-    departments = _page_dumps(session, where, sort, offset, limit)
-    if departments is None:
+    page = _page_dumps(session, where, sort, offset, limit) if lists.enabled else None
+    if page is None:  # no caches, or a row changed between the two reads: the page read whole
         rows = service.page_departments(session, where, sort, offset, limit)
-        total = _page_total(session, where, offset, limit, len(rows))
-        return dump(schema, {"departments": rows, "count": len(rows), "offset": offset, "total": total})
-    total = _page_total(session, where, offset, limit, len(departments))
-    body = dump(schema, {"departments": [], "count": len(departments), "offset": offset, "total": total})
-    body["departments"] = departments  # dumped by DepartmentSchema, as the line above would
-    return body
+        total = _page_total(where, offset, limit, len(rows))
+        return _json(dump(schema, {"departments": rows, "count": len(rows), "offset": offset, "total": total}))
+    keys, departments = page
+    total = _page_total(where, offset, limit, len(departments))
+    departments_json = _departments_json(departments)
+    body = _list_body(schema, departments_json, len(departments), offset, total)
+    listed = service.ListedPage(
+        where=where,
+        sort=tuple(sort),
+        ids=frozenset(key[0] for key in keys),
+        last_key=keys[-1] if keys else None,
+        full=limit is not None and len(keys) == limit,
+        text_in_byte_order=db.is_sqlite(db.engine()),
+    )
+    lists.put(key, ListEntry(version, body, listed, departments_json, len(departments), offset, limit, total))
+    return _response(body)
 
 
-def _page_total(session: Any, where: service.ListFilter, offset: int, limit: int | None, count: int) -> int:
+def _departments_json(departments: list[Any]) -> bytes:
+    """Dumped departments written as a list body holds them (same encoder, same depth)."""
+    head, tail = _encode({"departments": []}).split(b"[]", 1)
+    written = _encode({"departments": departments})
+    return written[len(head) : len(written) - len(tail)]
+
+
+def _list_body(schema: type[DepartmentListSchema], departments_json: bytes, count: int, offset: int, total: int) -> bytes:
+    """A list body around departments already written (_departments_json): a page kept across
+    writes gets its new total without writing its departments again."""
+    body = _encode(dump(schema, {"departments": [], "count": count, "offset": offset, "total": total}))
+    head, tail = body.split(b"[]", 1)  # the departments come first: '{"departments":[],"count":…'
+    return head + departments_json + tail
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return current_app.json.response(body).get_data()
+
+
+def _page_total(where: service.ListFilter, offset: int, limit: int | None, count: int) -> int:
     """A page that ends inside the list (fewer rows than asked, not past the end) tells the total
     itself, as most `text` searches do; other pages take the counted total."""
     if (limit is None or count < limit) and (count or offset == 0):
         return offset + count
-    return _total(session, where)
+    return _total(where)
 
 
-def _page_dumps(session: Any, where: service.ListFilter, sort: Any, offset: int, limit: int | None) -> list[Any] | None:
-    """The page's departments, dumped, reusing the dumps of rows whose stored values are the same
-    as when they were dumped (content keys, department_service.DEPARTMENT_KEY): after a write, a
-    page is read again but only the changed departments are dumped again.
+def _page_dumps(
+    session: Any, where: service.ListFilter, sort: Any, offset: int, limit: int | None
+) -> tuple[list[tuple[Any, ...]], list[Any]] | None:
+    """The page's content keys and departments, dumped, reusing the dumps of rows whose stored
+    values are the same as when they were dumped (content keys, department_service.DEPARTMENT_KEY):
+    after a write, a page is read again but only the changed departments are dumped again.
 
-    None when the dumps are off (READ_CACHE=off), or when a department of the page changed or
-    went between the two reads (PostgreSQL's READ COMMITTED): the caller then reads it whole.
+    None when a department of the page changed or went between the two reads (PostgreSQL's
+    READ COMMITTED): the caller then reads it whole.
     """
     dumps = caches().department_dumps
-    if not dumps.enabled:
-        return None
     keys = service.page_department_keys(session, where, sort, offset, limit)
     page = [dumps.get(key) for key in keys]
     missing = [key[0] for key, dumped in zip(keys, page) if dumped is None]
@@ -117,29 +158,34 @@ def _page_dumps(session: Any, where: service.ListFilter, sort: Any, offset: int,
         for key, dumped in fresh.items():
             dumps.put(key, dumped)
         page = [dumped if dumped is not None else fresh.get(key) for key, dumped in zip(keys, page)]
-    return None if None in page else page
+    return None if None in page else (keys, page)
 
 
-def _total(session: Any, where: service.ListFilter) -> int:
+def _total(where: service.ListFilter) -> int:
     """The list's total. Pages of one filter share it: counted once per data version. The
     excluded department (widgets send their own) is taken off the total without exclusion, so
     a new excludeDepartmentId costs a primary-key lookup, not a count of the whole table."""
+    session = db.session()
     if where.exclude_id is None:
-        return cached(caches().totals, where, lambda: service.count_departments(session, where))
+        return caches().totals.get_or_count(db.data_version(db.DATA), where, lambda: service.count_departments(session, where))
     everything = replace(where, exclude_id=None)
-    return _total(session, everything) - int(service.is_listed(session, everything, where.exclude_id))
+    return _total(everything) - int(service.is_listed(session, everything, where.exclude_id))
+
+
+def _response_key() -> tuple[Any, ...]:
+    """What a read's answer depends on besides the data: the URL, the settings (page sizes, the
+    department limit) and whether the caller may see all departments (agents of GET one,
+    `onlyMyDepartments`)."""
+    sees_all = bool(granted("view-livechat-departments"))
+    return (request.full_path, db.data_version(db.SETTINGS), sees_all, None if sees_all else current_user().id)
 
 
 def _cached_json(build: Callable[[], dict[str, Any]], *, department_id: str | None = None) -> Response:
-    """The JSON of `build()`, served from the response cache when it was built before.
+    """The JSON of `build()`, served from the response cache when it was built before (for the
+    same data version and _response_key). Reads of one department's data (`department_id`) are
+    kept across writes to other departments."""
+    key = _response_key()
 
-    What a read returns depends on the data, the URL, the settings (page sizes, the department
-    limit) and whether the caller may see all departments (agents of GET one,
-    `onlyMyDepartments`): the cache follows the data version, the key holds the rest. Reads of
-    one department's data (`department_id`) are kept across writes to other departments.
-    """
-    sees_all = bool(granted("view-livechat-departments"))
-    key = (request.full_path, db.data_version(db.SETTINGS), sees_all, None if sees_all else current_user().id)
     def build_json() -> bytes:
         return current_app.json.response(build()).get_data()
 
@@ -147,7 +193,15 @@ def _cached_json(build: Callable[[], dict[str, Any]], *, department_id: str | No
         body = cached(caches().responses, key, build_json)
     else:
         body = cached(caches().department_responses, (department_id, key), build_json)
+    return _response(body)
+
+
+def _response(body: bytes) -> Response:
     return current_app.response_class(body, mimetype="application/json")
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return current_app.json.response(body)
 
 
 def _with_agents(department: Any, include_agents: bool) -> dict[str, Any]:
@@ -163,7 +217,7 @@ def list_departments() -> Any:
     """List departments: paginated, searchable by `text`, archived ones hidden unless `showArchived=true`."""
     params = request_query(DepartmentListQuerySchema)
     require_any(*VIEW)
-    return _cached_json(lambda: _department_list(DepartmentListSchema, params, archived_only=False))
+    return _department_list(DepartmentListSchema, params, archived_only=False)
 
 
 @bp.post("/department")
@@ -250,7 +304,7 @@ def list_archived() -> Any:
     """List archived departments (same parameters as the department list)."""
     params = request_query(DepartmentListQuerySchema)
     require_any(*VIEW)
-    return _cached_json(lambda: _department_list(DepartmentListSchema, params, archived_only=True))
+    return _department_list(DepartmentListSchema, params, archived_only=True)
 
 
 @bp.post("/department/<department_id>/archive")

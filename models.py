@@ -102,18 +102,23 @@ class DataVersion(Base):
 
 
 class DepartmentChange(Base):
-    """Which departments each committed data version changed ("*": any, when a write cannot say).
+    """Which departments each committed data version changed ("*": any, when a write cannot say),
+    and how (`fields`, db.py).
 
-    Cached answers about one department (GET one, its agents) then outlive writes to the
-    others: a worker that sees a new data version reads the changes since its own and drops
-    only the answers of those departments (cache.DepartmentCache). Old rows are pruned
-    (db.CHANGES_KEPT); a worker further behind than that drops everything.
+    Cached answers then outlive writes that cannot change them: a worker that sees a new data
+    version reads the changes since its own (cache.ChangeFeed) and drops only the answers about
+    those departments (cache.DepartmentCache) and the list pages they can change
+    (cache.ListCache). Old rows are pruned (db.CHANGES_KEPT); a worker further behind than that
+    drops everything.
     """
 
     __tablename__ = "department_changes"
 
     version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     department_id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
+    # "+" created, "-" deleted, else the changed columns comma-separated ("agents": its agent
+    # links); NULL when unknown (then anything about it may have changed).
+    fields: Mapped[str | None] = mapped_column(Text)
 
 
 class Role(Base):

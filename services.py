@@ -499,7 +499,8 @@ def recount_agents(session: Session, department_ids: Iterable[str]) -> None:
     session.execute(
         RECOUNT_AGENTS,
         {"ids": department_ids, "now": utcnow()},
-        execution_options={"department_ids": department_ids},  # for the change log (db.py)
+        # for the change log (db.py): which departments, and what changes in them
+        execution_options={"department_ids": department_ids, "department_fields": ("num_agents", "updated_at")},
     )
 
 

@@ -7,7 +7,9 @@ and its own connections, exactly what separate worker processes have.
 
 from __future__ import annotations
 
+import json
 import random
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +17,8 @@ from conftest import ADMIN_PASSWORD, CHEAP_HASHING, create_department
 
 import cache
 import db
+import department_service
+import departments
 from app import create_app
 from models import DataVersion, Department, DepartmentChange
 
@@ -75,8 +79,8 @@ def test_cached_responses_are_byte_identical_to_uncached_ones(app, client, auth,
 def test_the_cache_really_serves_repeated_reads(app, client, auth):
     _populate(client, auth)
     client.get(f"{API}/department", headers=auth.admin)
-    responses = app.extensions["caches"].responses
-    assert any(key[0].startswith(f"{API}/department?") for key in responses.entries)
+    lists = app.extensions["caches"].lists
+    assert any(key[0].startswith(f"{API}/department?") for key in lists.entries)
 
 
 def test_a_write_in_one_worker_is_seen_by_the_next_read_in_another(client, auth, second_worker):
@@ -198,12 +202,22 @@ def test_random_writes_through_two_workers_never_leave_a_stale_read(client, auth
         for k in range(12)
     ]
 
+    def sort(field: str, direction: int) -> str:
+        return "sort=" + quote(json.dumps({field: direction}, separators=(",", ":")))
+
     def reads() -> list[str]:
         urls = [
             f"{API}/department", f"{API}/department?count=5&offset=3", f"{API}/department?text=dept%200",
-            f"{API}/department?sort=%7B%22_updatedAt%22%3A-1%7D&count=4", f"{API}/department?showArchived=true",
-            f"{API}/department?sort=%7B%22numAgents%22%3A-1%7D", f"{API}/departments/archived",
+            f"{API}/department?{sort('_updatedAt', -1)}&count=4", f"{API}/department?showArchived=true",
+            f"{API}/department?{sort('numAgents', -1)}", f"{API}/departments/archived",
             f"{API}/department?enabled=true&count=3&offset=2",
+            # pages that later writes may leave alone (list cache): windows, sorts, filters
+            f"{API}/department?count=2", f"{API}/department?count=3&offset=9", f"{API}/department?count=4&offset=40",
+            f"{API}/department?{sort('name', -1)}&count=3", f"{API}/department?{sort('email', 1)}&count=3",
+            f"{API}/department?{sort('description', 1)}&count=3", f"{API}/department?{sort('showOnOfflineForm', -1)}&count=5",
+            f"{API}/department?{sort('enabled', 1)}&count=4&offset=1", f"{API}/department?text=dept%201&count=2",
+            f"{API}/department?text=x&enabled=true", f"{API}/departments/archived?count=1",
+            f"{API}/department?count=3&excludeDepartmentId={departments[0]}",
         ]
         for department_id in rng.sample(departments, min(4, len(departments))):
             urls += [f"{API}/department/{department_id}", f"{API}/department/{department_id}/agents"]
@@ -212,8 +226,12 @@ def test_random_writes_through_two_workers_never_leave_a_stale_read(client, auth
     def write(worker, headers) -> None:
         target = rng.choice(departments)
         kind = rng.choice(["create", "update", "update", "agents", "agents", "archive", "unarchive", "delete", "user"])
-        if kind == "create":
-            departments.append(create_department(worker, headers, name=f"Dept {rng.randrange(100):02d}x")["_id"])
+        if kind == "create":  # named to sort anywhere: before, inside and after the pages read
+            name = rng.choice([f"Dept {rng.randrange(100):02d}x", "AAA first", "zzz last", "Élan", "Dept 1"])
+            fields = {"email": f"{rng.choice('amz')}{rng.randrange(9)}@example.com", "enabled": rng.random() < 0.7}
+            if rng.random() < 0.5:
+                fields |= {"description": f"d{rng.randrange(9)}", "showOnOfflineForm": rng.random() < 0.5}
+            departments.append(create_department(worker, headers, name=name, **fields)["_id"])
             return
         if kind == "update":
             change = rng.choice([{"name": f"Dept {rng.randrange(100):02d}"}, {"description": f"d{rng.randrange(9)}"},
@@ -234,7 +252,7 @@ def test_random_writes_through_two_workers_never_leave_a_stale_read(client, auth
             response = worker.delete(f"{API}/users/agent/{rng.choice(agents)}", headers=headers)
         assert response.status_code == 200, (kind, response.json)
 
-    for step in range(40):
+    for step in range(60):
         worker, headers = rng.choice([(client, auth.admin), (other, other_headers)])
         write(worker, headers)
         for url in reads():
@@ -242,6 +260,9 @@ def test_random_writes_through_two_workers_never_leave_a_stale_read(client, auth
             for reader, reader_headers in ((client, auth.admin), (other, other_headers)):
                 got = reader.get(url, headers=reader_headers)
                 assert (got.status_code, got.get_data()) == (expected.status_code, expected.get_data()), (step, url)
+    # The pages kept across writes were really served again, not all built afresh.
+    for worker in (client.application, second_worker):
+        assert worker.extensions["caches"].lists.kept > 50
 
 
 def test_a_write_to_one_department_keeps_the_cached_answers_of_the_others(client, auth, second_worker):
@@ -293,3 +314,66 @@ def test_on_postgresql_a_read_only_request_cannot_write(app, client, auth, datab
             session.execute(sa.update(Department).values(description="written by a read"))
         db.close_session()
     assert client.get(f"{API}/department", headers=auth.admin).json["departments"][0].get("description") is None
+
+
+def test_a_list_page_outlives_the_writes_that_cannot_change_it_and_no_other(client, auth, second_worker, uncached_worker):
+    other, other_headers = _login(second_worker)
+    uncached, uncached_headers = _login(uncached_worker)
+    first = create_department(client, auth.admin, name="B first")
+    create_department(client, auth.admin, name="C second")
+    url = f"{API}/department?count=2"
+    lists = second_worker.extensions["caches"].lists
+
+    def read_through_other_worker() -> dict:
+        got, expected = other.get(url, headers=other_headers), uncached.get(url, headers=uncached_headers)
+        assert got.get_data() == expected.get_data()
+        return got.json
+
+    def update(department_id: str, **fields: object) -> None:
+        response = client.put(f"{API}/department/{department_id}", json={"department": fields}, headers=auth.admin)
+        assert response.status_code == 200
+
+    assert read_through_other_worker()["total"] == 2
+    after = create_department(client, auth.admin, name="Z after the page")
+    assert read_through_other_worker()["total"] == 3 and lists.kept == 1  # kept: only the total moved
+    update(after["_id"], description="not on the page, not in its order")
+    read_through_other_worker()
+    assert lists.kept == 2
+    create_department(client, auth.admin, name="A before the page")
+    assert [d["name"] for d in read_through_other_worker()["departments"]] == ["A before the page", "B first"]
+    assert lists.kept == 2  # built again
+    update(first["_id"], description="on the page")
+    assert read_through_other_worker()["departments"][1]["description"] == "on the page"
+    assert lists.kept == 2
+
+
+def test_a_total_counted_after_a_newer_write_is_not_moved_by_that_write_again(client, auth, second_worker):
+    """A count runs after the request read its data version, so it may hold newer writes: it is
+    kept with the version it was counted at, not the request's."""
+    create_department(client, auth.admin, name="One")
+    other, other_headers = _login(second_worker)
+    with second_worker.test_request_context(f"{API}/department"):
+        db.data_version(db.DATA)  # read first, as every request does
+        create_department(client, auth.admin, name="Two")  # committed after it, before the count
+        assert departments._total(department_service.ListFilter()) == 2
+        db.close_session()
+    assert other.get(f"{API}/department?count=1", headers=other_headers).json["total"] == 2
+
+
+def test_a_page_is_not_kept_on_the_word_of_a_state_newer_than_the_request(client, auth, second_worker):
+    """The change log read for a request may run past its data version. A department created
+    onto the page, then moved off it by a newer write, still changed the page at the request's
+    version: the page is built again, not kept on the newer state."""
+    other, other_headers = _login(second_worker)
+    create_department(client, auth.admin, name="B")
+    create_department(client, auth.admin, name="C")
+    assert other.get(f"{API}/department?count=2", headers=other_headers).status_code == 200
+    lists = second_worker.extensions["caches"].lists
+    (key,) = lists.entries
+    moved = create_department(client, auth.admin, name="A")  # onto the page
+    with second_worker.test_request_context(f"{API}/department?count=2"):
+        version = db.data_version(db.DATA)
+        response = client.put(f"{API}/department/{moved['_id']}", json={"department": {"name": "Z"}}, headers=auth.admin)
+        assert response.status_code == 200  # off the page, committed after this request's version
+        assert lists.get(version, key) is None
+        db.close_session()
