@@ -22,6 +22,7 @@ from typing import Any
 from flask import Flask, current_app, g, request
 from sqlalchemy import Engine, bindparam, create_engine, delete, event, insert, inspect, update
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from errors import ApiError
@@ -59,8 +60,9 @@ def make_engine(
     """Build an engine; for SQLite install the pragmas and the BEGIN hook on every connection."""
     url = normalise_url(database_url)
     if url.get_backend_name() != "sqlite":
-        # pre_ping: a connection broken by a database restart is replaced, not handed out.
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url)
+        _ping_idle_connections(engine)
+        return engine
 
     # A `file:` URI (`sqlite:///file:/path/db?mode=ro&uri=true`, a read-only service) names a
     # database that must exist already; a plain path gets its directory created.
@@ -88,6 +90,28 @@ def make_engine(
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+# A pooled connection idle for longer than this is pinged (one round trip) before use, and
+# replaced if it fails; busy ones are not pinged (pool_pre_ping would, on every request). A
+# database restart is noticed by the version read each request makes on a connection of its own,
+# and then every pooled connection is replaced (VersionReader._fetch).
+PING_IDLE_SECONDS = 5.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection, record):  # type: ignore[no-untyped-def]
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy):  # type: ignore[no-untyped-def]
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is not None and time.monotonic() - idle_since > PING_IDLE_SECONDS:
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except Exception as error:
+                raise DisconnectionError("an idle pooled connection failed its ping") from error  # the pool takes another
 
 
 def _switch_to_wal(cursor: Any, busy_timeout_ms: int) -> None:
@@ -290,6 +314,8 @@ class VersionReader:
                 if connection is not None:
                     with contextlib.suppress(Exception):
                         connection.close()
+                # The database went away (a restart?): the pooled connections went with it.
+                self.engine.dispose()
                 if attempt == 2:
                     log.error("database unavailable: %s", error)
                     raise ApiError.unavailable() from error

@@ -491,8 +491,9 @@ def save_department(
     agents: dict[str, list[dict[str, Any]]] | None,
     *,
     limit: int,
-) -> Department:
-    """Create (no id) or merge-update a department and upsert its agents, atomically.
+) -> tuple[Department, list[Row[Any]]]:
+    """Create (no id) or merge-update a department and upsert its agents, atomically; returns
+    the department and its agent links (read before the commit: no second transaction).
 
     `data` holds only keys the client sent, already type-checked by schemas; the checks
     here are the ones that need the database, in Rocket.Chat's order (shared/spec §2.4a).
@@ -548,8 +549,9 @@ def save_department(
     if agents:
         _apply_agent_changes(session, department, agents.get("upsert") or [], agents.get("remove") or [])
         session.refresh(department)  # the response shows numAgents, recounted in SQL
+    links = department_agents(session, department.id)
     session.commit()
-    return department
+    return department, links
 
 
 def save_department_agents(session: Session, department_id: str, changes: dict[str, list[dict[str, Any]]]) -> None:

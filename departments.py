@@ -165,11 +165,12 @@ def _total(where: service.ListFilter) -> int:
     """The list's total. Pages of one filter share it: counted once per data version. The
     excluded department (widgets send their own) is taken off the total without exclusion, so
     a new excludeDepartmentId costs a primary-key lookup, not a count of the whole table."""
-    session = db.session()
     if where.exclude_id is None:
-        return caches().totals.get_or_count(db.data_version(db.DATA), where, lambda: service.count_departments(session, where))
+        return caches().totals.get_or_count(
+            db.data_version(db.DATA), where, lambda: service.count_departments(db.session(), where)
+        )
     everything = replace(where, exclude_id=None)
-    return _total(everything) - int(service.is_listed(session, everything, where.exclude_id))
+    return _total(everything) - int(service.is_listed(db.session(), everything, where.exclude_id))
 
 
 def _response_key() -> tuple[Any, ...]:
@@ -231,8 +232,8 @@ def create_department() -> Any:
     agents = load(AgentChangesSchema, {"upsert": body["agents"]}) if body.get("agents") else None
     session = db.session()
     limit = service.department_limit(settings(), current_app.config["DEPARTMENT_LIMIT"])
-    department = service.save_department(session, None, data, agents, limit=limit)
-    return dump(DepartmentWithAgentsSchema, _with_agents(department, include_agents=True))
+    department, links = service.save_department(session, None, data, agents, limit=limit)
+    return dump(DepartmentWithAgentsSchema, {"department": department, "agents": links})
 
 
 @bp.get("/department/isDepartmentCreationAvailable")
@@ -282,8 +283,8 @@ def update_department(department_id: str) -> Any:
     if body.get("agents") is not None and ADD_AGENTS in allowed:
         agents = load(AgentChangesSchema, {"upsert": body["agents"]})
     session = db.session()
-    department = service.save_department(session, department_id, data, agents, limit=0)
-    return dump(DepartmentWithAgentsSchema, _with_agents(department, include_agents=True))
+    department, links = service.save_department(session, department_id, data, agents, limit=0)
+    return dump(DepartmentWithAgentsSchema, {"department": department, "agents": links})
 
 
 @bp.delete("/department/<department_id>")
