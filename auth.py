@@ -181,7 +181,12 @@ def _holds_nul(value: Any) -> bool:
 
 def reject_nul_characters() -> None:
     """before_request: no path, query or auth header may carry NUL (PostgreSQL cannot store it)."""
-    if _holds_nul(request.path) or any(_holds_nul(k) or _holds_nul(v) for k, v in request.args.items(multi=True)):
+    if _holds_nul(request.path):
+        raise ApiError.plain(NUL_ERROR)
+    query = request.query_string
+    if b"%00" not in query and b"\x00" not in query:
+        return  # nothing in it can decode to NUL: no need to parse it here
+    if any(_holds_nul(k) or _holds_nul(v) for k, v in request.args.items(multi=True)):
         raise ApiError.plain(NUL_ERROR)
 
 
