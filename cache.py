@@ -215,8 +215,8 @@ class ListEntry:
 
     version: int
     body: bytes
+    departments: slice  # where the body holds its departments, to write it again around a new total
     page: service.ListedPage
-    departments_json: bytes  # the body's departments, to write it again around a new total
     count: int
     offset: int
     limit: int | None
@@ -264,10 +264,10 @@ class ListCache:
         self.entries[key] = entry
         self.size += len(entry.body)
 
-    def rewrite(self, entry: ListEntry, body: bytes, total: int) -> None:
+    def rewrite(self, entry: ListEntry, body: bytes, departments: slice, total: int) -> None:
         """The same page with a new total."""
         self.size += len(body) - len(entry.body)
-        entry.body, entry.total = body, total
+        entry.body, entry.departments, entry.total = body, departments, total
 
     def _drop(self, key: Hashable) -> None:
         entry = self.entries.pop(key, None)
@@ -313,7 +313,7 @@ class Caches:
         self,
         enabled: bool,
         max_responses: int = 2048,
-        max_list_bytes: int = 8 * 1024 * 1024,
+        max_list_bytes: int = 7 * 1024 * 1024,
         max_response_bytes: int = 2 * 1024 * 1024,
         max_department_response_bytes: int = 3 * 1024 * 1024,
         max_department_dumps: int = 2048,
@@ -322,7 +322,9 @@ class Caches:
         self.permissions: VersionedCache[dict[str, frozenset[str]]] = VersionedCache(db.AUTH, 1, enabled=enabled)
         self.settings: VersionedCache[dict[str, object]] = VersionedCache(db.SETTINGS, 1, enabled=enabled)
         # The bounds keep a worker's memory flat (a body of 50 departments weighs ~30 KB, a kept
-        # department dump ~2 KB with its key): ~17 MiB in all, checked by bench/run.py --mode growth.
+        # department dump ~2 KB with its key, the change feed ~1 KB per kept creation): ~17 MiB in
+        # all (7 MiB of list pages, 2 of other bodies, 3 of one-department answers, the dumps),
+        # checked by bench/run.py --mode growth.
         self.changes = ChangeFeed()
         self.lists = ListCache(self.changes, max_responses, max_list_bytes, enabled=enabled)
         self.responses: VersionedCache[bytes] = VersionedCache(db.DATA, max_responses, max_response_bytes, enabled=enabled)

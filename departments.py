@@ -75,7 +75,8 @@ def _department_list(
     if entry is not None:
         total = _page_total(entry.page.where, entry.offset, entry.limit, entry.count)
         if total != entry.total:
-            lists.rewrite(entry, _list_body(schema, entry.departments_json, entry.count, entry.offset, total), total)
+            body, departments = _list_body(schema, entry.body[entry.departments], entry.count, entry.offset, total)
+            lists.rewrite(entry, body, departments, total)
         return _response(entry.body)
 
     session = db.session()
@@ -98,8 +99,7 @@ def _department_list(
         return _json(dump(schema, {"departments": rows, "count": len(rows), "offset": offset, "total": total}))
     keys, departments = page
     total = _page_total(where, offset, limit, len(departments))
-    departments_json = _departments_json(departments)
-    body = _list_body(schema, departments_json, len(departments), offset, total)
+    body, span = _list_body(schema, _departments_json(departments), len(departments), offset, total)
     listed = service.ListedPage(
         where=where,
         sort=tuple(sort),
@@ -108,7 +108,7 @@ def _department_list(
         full=limit is not None and len(keys) == limit,
         text_in_byte_order=db.is_sqlite(db.engine()),
     )
-    lists.put(key, ListEntry(version, body, listed, departments_json, len(departments), offset, limit, total))
+    lists.put(key, ListEntry(version, body, span, listed, len(departments), offset, limit, total))
     return _response(body)
 
 
@@ -119,12 +119,14 @@ def _departments_json(departments: list[Any]) -> bytes:
     return written[len(head) : len(written) - len(tail)]
 
 
-def _list_body(schema: type[DepartmentListSchema], departments_json: bytes, count: int, offset: int, total: int) -> bytes:
-    """A list body around departments already written (_departments_json): a page kept across
-    writes gets its new total without writing its departments again."""
+def _list_body(
+    schema: type[DepartmentListSchema], departments_json: bytes, count: int, offset: int, total: int
+) -> tuple[bytes, slice]:
+    """A list body around departments already written (_departments_json), and where it holds
+    them: a page kept across writes gets its new total without writing its departments again."""
     body = _encode(dump(schema, {"departments": [], "count": count, "offset": offset, "total": total}))
     head, tail = body.split(b"[]", 1)  # the departments come first: '{"departments":[],"count":…'
-    return head + departments_json + tail
+    return head + departments_json + tail, slice(len(head), len(head) + len(departments_json))
 
 
 def _encode(body: dict[str, Any]) -> bytes:
