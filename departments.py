@@ -164,9 +164,10 @@ def _page_dumps(
 
 
 def _total(where: service.ListFilter) -> int:
-    """The list's total. Pages of one filter share it: counted once per data version. The
-    excluded department (widgets send their own) is taken off the total without exclusion, so
-    a new excludeDepartmentId costs a primary-key lookup, not a count of the whole table."""
+    """The list's total. Pages of one filter share it, kept across the writes that cannot change
+    it (cache.TotalCache). The excluded department (widgets send their own) is taken off the
+    total without exclusion, so a new excludeDepartmentId costs a primary-key lookup, not a count
+    of the whole table."""
     if where.exclude_id is None:
         return caches().totals.get_or_count(
             db.data_version(db.DATA), where, lambda: service.count_departments(db.session(), where)
@@ -188,14 +189,10 @@ def _cached_json(build: Callable[[], dict[str, Any]], *, department_id: str | No
     same data version and _response_key). Reads of one department's data (`department_id`) are
     kept across writes to other departments."""
     key = _response_key()
-
-    def build_json() -> bytes:
-        return current_app.json.response(build()).get_data()
-
     if department_id is None:
-        body = cached(caches().responses, key, build_json)
+        body = cached(caches().responses, key, lambda: _encode(build()))
     else:
-        body = cached(caches().department_responses, (department_id, key), build_json)
+        body = cached(caches().department_responses, (department_id, key), lambda: _encode(build()))
     return _response(body)
 
 
