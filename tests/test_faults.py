@@ -202,58 +202,48 @@ def test_postgresql_outage_is_a_503_and_the_service_recovers_by_itself(postgres_
     assert department_names(postgres_url) == {"before the outage", "after the outage"}
 
 
-def test_postgresql_an_idle_pooled_connection_that_died_is_replaced_before_use(postgres_url, monkeypatch):
-    """Pooled connections are pinged only after sitting idle (db.PING_IDLE_SECONDS): one killed
-    meanwhile (an administrator, an idle timeout) is replaced, and the request never sees it."""
-    monkeypatch.setattr(db, "PING_IDLE_SECONDS", 0.0)
-    app = make_app(postgres_url)
+def _kill_connections_between_two_creates(url: str, which: str) -> None:
+    """Create a department, kill some of the worker's connections (`which`: "pooled", the one
+    the next request would get, or "all", the version reader's too), create another: both must
+    land, the second as if nothing happened."""
+    app = make_app(url)
     client = app.test_client()
-    direct = sa.create_engine(postgres_url)
+    direct = sa.create_engine(url)
     try:
         admin = admin_headers(client)
         assert create(client, admin, "before the kill").status_code == 200
         with app.app_context():
             pooled = db.engine().raw_connection()  # the pooled connection the next request would get
-            pid = pooled.dbapi_connection.info.backend_pid
+            pids = [pooled.dbapi_connection.info.backend_pid]
             pooled.close()
+        if which == "all":
+            pids += [connection.info.backend_pid for connection in app.extensions["db.version_reader"].opened]
         with direct.connect() as conn:
-            assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar() is True
+            for pid in pids:
+                assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar() is True
+            alive = sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)")
             for _ in range(50):
-                if not conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).scalar():
+                if not conn.execute(alive, {"pids": pids}).scalar():
                     break
                 time.sleep(0.05)
         assert create(client, admin, "after the kill").status_code == 200
     finally:
         db.dispose(app)
         direct.dispose()
-    assert department_names(postgres_url) >= {"before the kill", "after the kill"}
+    assert department_names(url) >= {"before the kill", "after the kill"}
+
+
+def test_postgresql_an_idle_pooled_connection_that_died_is_replaced_before_use(postgres_url, monkeypatch):
+    """Pooled connections are pinged only after sitting idle (db.PING_IDLE_SECONDS): one killed
+    meanwhile (an administrator, an idle timeout) is replaced, and the request never sees it."""
+    monkeypatch.setattr(db, "PING_IDLE_SECONDS", 0.0)
+    _kill_connections_between_two_creates(postgres_url, "pooled")
 
 
 def test_postgresql_restarted_between_two_requests_is_not_seen_by_the_next_one(postgres_url):
     """Every connection of the worker dies between two requests (a quick restart), too soon for
     the idle ping: the version read notices, reconnects and replaces the pooled connections."""
-    app = make_app(postgres_url)
-    client = app.test_client()
-    direct = sa.create_engine(postgres_url)
-    try:
-        admin = admin_headers(client)
-        assert create(client, admin, "before the restart").status_code == 200
-        with app.app_context():
-            pooled = db.engine().raw_connection()
-            pids = [pooled.dbapi_connection.info.backend_pid] + [c.info.backend_pid for c in app.extensions["db.version_reader"].opened]
-            pooled.close()
-        with direct.connect() as conn:
-            for pid in pids:
-                conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            for _ in range(50):
-                if not conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"), {"pids": pids}).scalar():
-                    break
-                time.sleep(0.05)
-        assert create(client, admin, "after the restart").status_code == 200
-    finally:
-        db.dispose(app)
-        direct.dispose()
-    assert department_names(postgres_url) >= {"before the restart", "after the restart"}
+    _kill_connections_between_two_creates(postgres_url, "all")
 
 
 def test_postgresql_lost_in_the_middle_of_a_write_keeps_nothing_of_it(postgres_url):
