@@ -37,9 +37,9 @@ from sqlalchemy import (
 from sqlalchemy.types import NullType
 from sqlalchemy.orm import Session
 
+import db
 import services
 from errors import ApiError
-import db
 from models import DataVersion, Department, DepartmentAgent, DepartmentChange, User, utcnow
 
 log = logging.getLogger(__name__)
