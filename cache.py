@@ -183,9 +183,11 @@ class DepartmentCache:
         return value
 
     def _catch_up(self, version: int) -> None:
-        if self.version is None:
+        if self.version is None:  # nothing kept yet: the feed starts here
             self.feed.catch_up(version)
-        changes = None if self.version is None else self.feed.between(self.version, version)
+            changes = None
+        else:
+            changes = self.feed.between(self.version, version)
         changed = None if changes is None else {change.department_id for change in changes}
         if changed is None or db.ANY_DEPARTMENT in changed:
             self.departments, self.count, self.size = {}, 0, 0
@@ -247,7 +249,7 @@ class ListCache:
             return entry
         changes = self.feed.between(entry.version, version)
         page = entry.page
-        if changes is None or not all(page.unchanged_by(c.department_id, c.fields, c.created_key) for c in changes):
+        if changes is None or not all(page.unchanged_by(change) for change in changes):
             self._drop(key)
             return None
         entry.version = version

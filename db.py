@@ -174,6 +174,7 @@ CREATED, DELETED, UNKNOWN, AGENT_LINKS = "+", "-", "?", "agents"
 def _changes_of(session: Session, instance: object) -> dict[str, set[str]]:
     """The departments a flushed row belongs to (before and after the change), each with how
     the row changed it."""
+    state = inspect(instance)
     if isinstance(instance, Department):
         attribute = "id"
         if instance in session.new:
@@ -181,12 +182,12 @@ def _changes_of(session: Session, instance: object) -> dict[str, set[str]]:
         elif instance in session.deleted:
             fields = {DELETED}
         else:
-            fields = {attribute.key for attribute in inspect(instance).attrs if attribute.history.has_changes()}
+            fields = {changed.key for changed in state.attrs if changed.history.has_changes()}
     elif isinstance(instance, DepartmentAgent):
         attribute, fields = "department_id", {AGENT_LINKS}
     else:
         return {}
-    history = inspect(instance).attrs[attribute].history
+    history = state.attrs[attribute].history
     ids = {value for value in (*history.added, *history.unchanged, *history.deleted) if value is not None}
     return {department_id: fields for department_id in ids}
 
@@ -344,7 +345,7 @@ class VersionReader:
 
 def _libpq_rows(pgconn: Any, query: str) -> list[tuple[bytes, ...]]:
     """psycopg's libpq call itself, without the cursor around it: half the CPU of a cursor for
-    the one query every request runs (bench/README.md). Values in text form."""
+    the one query every request runs (README, Performance). Values in text form."""
     result = pgconn.exec_(query.encode())
     if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
         raise psycopg.OperationalError((result.error_message or b"query failed").decode(errors="replace"))

@@ -187,21 +187,26 @@ class ListFilter:
             return False
         return None if self.agent_id is not None else True
 
+    def count_change(self, change: Any) -> int | None:
+        """How one logged change (cache.Change) moves the number of departments listed: 1 or 0,
+        or None when the log cannot tell (anything, a deletion, a created department changed
+        since, a column the filter reads)."""
+        fields = change.fields
+        if change.department_id == db.ANY_DEPARTMENT or fields is None or fields == db.DELETED:
+            return None
+        if fields == db.CREATED:
+            listed = None if change.created_key is None else self.lists(change.created_key)
+            return None if listed is None else int(listed)
+        return None if fields & self.watched else 0
+
     def total_change(self, changes: Iterable[Any]) -> int | None:
-        """How much these changes (cache.Change) move the number of departments listed, or None
-        when they may have moved it in a way the change log cannot tell (count again)."""
+        """How much these changes move the number of departments listed (None: count again)."""
         moved = 0
         for change in changes:
-            fields = change.fields
-            if change.department_id == db.ANY_DEPARTMENT or fields is None or fields == db.DELETED:
+            step = self.count_change(change)
+            if step is None:
                 return None
-            if fields == db.CREATED:
-                listed = None if change.created_key is None else self.lists(change.created_key)
-                if listed is None:
-                    return None
-                moved += listed
-            elif fields & self.watched:
-                return None
+            moved += step
         return moved
 
     def shape(self) -> ListFilter:
@@ -313,18 +318,21 @@ class ListedPage:
     text_in_byte_order: bool  # every text column sorts byte-wise (SQLite); else only `name` does
 
     @cached_property
-    def watched(self) -> frozenset[str]:
-        """The columns whose change can move a department into, out of, or within the page."""
-        return self.where.watched | {DEPARTMENT_SORT[field].key for field, _ in self.sort}
+    def sorted_by(self) -> frozenset[str]:
+        """The columns whose change can move a department within the list."""
+        return frozenset({"id"} | {DEPARTMENT_SORT[field].key for field, _ in self.sort})
 
-    def unchanged_by(self, department_id: str, fields: frozenset[str] | str | None, created_key: Any) -> bool:
-        if department_id == db.ANY_DEPARTMENT or department_id in self.ids or fields is None or fields == db.DELETED:
+    def unchanged_by(self, change: Any) -> bool:
+        """Whether a logged change (cache.Change) leaves this page as it was."""
+        if change.department_id in self.ids:
             return False
-        if fields == db.CREATED:
-            return created_key is not None and (
-                self.where.lists(created_key) is False or (self.full and self.sorts_after_last(created_key) is True)
+        if change.fields == db.CREATED:
+            key = change.created_key
+            return key is not None and (
+                self.where.lists(key) is False or (self.full and self.sorts_after_last(key) is True)
             )
-        return not (fields & self.watched)
+        # Neither into nor out of the filter (else the log could not tell), nor moved in the order.
+        return self.where.count_change(change) == 0 and not (change.fields & self.sorted_by)
 
     def sorts_after_last(self, key: tuple[Any, ...]) -> bool | None:
         """Whether a department with this content key sorts after the page's last row, as

@@ -377,3 +377,29 @@ def test_a_page_is_not_kept_on_the_word_of_a_state_newer_than_the_request(client
         assert response.status_code == 200  # off the page, committed after this request's version
         assert lists.get(version, key) is None
         db.close_session()
+
+
+def test_a_page_older_than_the_changes_a_worker_holds_is_built_again(client, auth, second_worker, uncached_worker):
+    """The change feed keeps only the recent changes (ChangeFeed.max_changes): a page or total
+    from before them cannot be checked, so it is built again, never kept on a partial log."""
+    other, other_headers = _login(second_worker)
+    uncached, uncached_headers = _login(uncached_worker)
+    for name in ("B", "C"):
+        create_department(client, auth.admin, name=name)
+    caches = second_worker.extensions["caches"]
+    caches.changes.max_changes = 4
+    url = f"{API}/department?count=2"
+
+    def read_through_other_worker() -> dict:
+        got, expected = other.get(url, headers=other_headers), uncached.get(url, headers=uncached_headers)
+        assert got.get_data() == expected.get_data()
+        return got.json
+
+    assert read_through_other_worker()["total"] == 2
+    for k in range(6):  # creations after the page: harmless to it, but more than the feed holds
+        create_department(client, auth.admin, name=f"Z {k}")
+    assert read_through_other_worker()["total"] == 8
+    assert caches.lists.kept == 0 and len(caches.changes.changes) <= 4  # built again, not kept
+    create_department(client, auth.admin, name="Z last")
+    assert read_through_other_worker()["total"] == 9
+    assert caches.lists.kept == 1  # within what the feed holds: kept
