@@ -283,6 +283,43 @@ def test_a_write_to_one_department_keeps_the_cached_answers_of_the_others(client
     assert other.get(f"{API}/department/{kept['_id']}", headers=other_headers).json["department"]["name"] == "Kept"
 
 
+def test_each_committed_write_bumps_the_version_once_and_logs_what_it_changed(app, client, auth):
+    """The version bump and the change log: one statement on PostgreSQL, two on SQLite."""
+
+    def logged_since(version):
+        with app.app_context():
+            session = app.extensions["db.sessionmaker"]()
+            current = session.execute(sa.select(DataVersion.version).where(DataVersion.id == db.DATA)).scalar_one()
+            rows = session.execute(
+                sa.select(DepartmentChange.version, DepartmentChange.department_id, DepartmentChange.fields)
+                .where(DepartmentChange.version > version)
+                .order_by(DepartmentChange.version, DepartmentChange.department_id)
+            ).all()
+            session.close()
+        return current, [tuple(row) for row in rows]
+
+    agent = auth.create_user("agent.one", ["livechat-agent"])
+    start, _ = logged_since(0)
+    created = create_department(client, auth.admin, name="Logged")["_id"]
+    update = {"department": {"description": "changed"}}
+    assert client.put(f"{API}/department/{created}", json=update, headers=auth.admin).status_code == 200
+    upsert = {"upsert": [{"agentId": agent["_id"]}], "remove": []}
+    assert client.post(f"{API}/department/{created}/agents", json=upsert, headers=auth.admin).status_code == 200
+    assert client.delete(f"{API}/department/{created}", headers=auth.admin).status_code == 200
+
+    current, rows = logged_since(start)
+    assert current == start + 4
+    assert rows == [
+        (start + 1, created, db.CREATED),
+        (start + 2, created, "description,updated_at"),
+        (start + 3, created, "agents,num_agents,updated_at"),
+        # A deletion also clears other departments' fallback to it, in a statement that cannot
+        # say which departments it changes: "any department", changes unknown (NULL).
+        (start + 4, db.ANY_DEPARTMENT, None),
+        (start + 4, created, db.DELETED),
+    ]
+
+
 def test_the_change_log_is_pruned_and_a_worker_behind_it_drops_everything(client, auth, second_worker, monkeypatch):
     monkeypatch.setattr(db, "CHANGES_KEPT", 4)
     monkeypatch.setattr(db, "PRUNE_EVERY", 2)
