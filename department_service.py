@@ -683,13 +683,14 @@ def _apply_agent_changes(
     An unknown agent id is skipped, as in Rocket.Chat; the response's agent list shows the truth.
     The link's username always comes from the user record.
     """
+    removed = 0
     if remove:
         removed_ids = [item["agentId"] for item in remove]
-        session.execute(
+        removed = session.execute(
             delete(DepartmentAgent)
             .where(and_(DepartmentAgent.department_id == department.id, DepartmentAgent.agent_id.in_(removed_ids)))
             .execution_options(department_ids=[department.id])
-        )
+        ).rowcount
     wanted = {item["agentId"]: item for item in upsert}  # the last item for an agent wins
     found = session.execute(AGENTS_AND_LINKS, {"department_id": department.id, "ids": list(wanted)}) if wanted else []
     users = {agent_id: (username, link) for agent_id, username, link in found}
@@ -707,6 +708,12 @@ def _apply_agent_changes(
         link.department_enabled = department.enabled
         link.updated_at = now
         session.add(link)
-    if remove or users:
+    added = any(existing is None for _, existing in users.values())
+    if removed or added:
         session.flush()
         services.recount_agents(session, [department.id])
+    elif remove or users:
+        # The same agents, so the same count: only _updatedAt moves, and the change log does not
+        # name numAgents (list pages sorted by it stay cached).
+        department.updated_at = now
+        session.flush()

@@ -303,20 +303,22 @@ def test_each_committed_write_bumps_the_version_once_and_logs_what_it_changed(ap
     created = create_department(client, auth.admin, name="Logged")["_id"]
     update = {"department": {"description": "changed"}}
     assert client.put(f"{API}/department/{created}", json=update, headers=auth.admin).status_code == 200
-    upsert = {"upsert": [{"agentId": agent["_id"]}], "remove": []}
-    assert client.post(f"{API}/department/{created}/agents", json=upsert, headers=auth.admin).status_code == 200
+    for count in (1, 2):  # a new agent, then the same agent again
+        upsert = {"upsert": [{"agentId": agent["_id"], "count": count}], "remove": []}
+        assert client.post(f"{API}/department/{created}/agents", json=upsert, headers=auth.admin).status_code == 200
     assert client.delete(f"{API}/department/{created}", headers=auth.admin).status_code == 200
 
     current, rows = logged_since(start)
-    assert current == start + 4
+    assert current == start + 5
     assert rows == [
         (start + 1, created, db.CREATED),
         (start + 2, created, "description,updated_at"),
         (start + 3, created, "agents,num_agents,updated_at"),
+        (start + 4, created, "agents,updated_at"),  # the same agents: numAgents did not move
         # A deletion also clears other departments' fallback to it, in a statement that cannot
         # say which departments it changes: "any department", changes unknown (NULL).
-        (start + 4, db.ANY_DEPARTMENT, None),
-        (start + 4, created, db.DELETED),
+        (start + 5, db.ANY_DEPARTMENT, None),
+        (start + 5, created, db.DELETED),
     ]
 
 
@@ -382,6 +384,28 @@ def test_a_list_page_outlives_the_writes_that_cannot_change_it_and_no_other(clie
     update(first["_id"], description="on the page")
     assert read_through_other_worker()["departments"][1]["description"] == "on the page"
     assert lists.kept == 2
+
+
+def test_a_page_sorted_by_agents_outlives_an_upsert_of_agents_already_linked(client, auth, second_worker, uncached_worker):
+    other, other_headers = _login(second_worker)
+    uncached, uncached_headers = _login(uncached_worker)
+    agent, newcomer = (auth.create_user(name, ["livechat-agent"])["_id"] for name in ("agent.one", "agent.two"))
+    create_department(client, auth.admin, name="Busy", agents=[{"agentId": agent}, {"agentId": newcomer}])
+    linked = create_department(client, auth.admin, name="Linked", agents=[{"agentId": agent}])["_id"]
+    url = f"{API}/department?count=1&sort=" + quote('{"numAgents":-1}')  # Busy only
+    lists = second_worker.extensions["caches"].lists
+
+    def upsert_then_read(agent_id: str, count: int) -> None:
+        body = {"upsert": [{"agentId": agent_id, "count": count}], "remove": []}
+        assert client.post(f"{API}/department/{linked}/agents", json=body, headers=auth.admin).status_code == 200
+        got, expected = other.get(url, headers=other_headers), uncached.get(url, headers=uncached_headers)
+        assert got.get_data() == expected.get_data()
+
+    assert other.get(url, headers=other_headers).status_code == 200
+    upsert_then_read(agent, 4)  # already linked: numAgents cannot move, the page is kept
+    assert lists.kept == 1
+    upsert_then_read(newcomer, 0)  # a new link moves numAgents: built again
+    assert lists.kept == 1
 
 
 def test_a_total_counted_after_a_newer_write_is_not_moved_by_that_write_again(client, auth, second_worker):
