@@ -83,13 +83,31 @@ class ContentCache(VersionedCache[T]):
 
 
 @dataclass
+class FilterKey:
+    """A department's content key as the log was last read, shared by its consecutive changes
+    that leave every column a list filter reads as it was (department_service.FILTER_COLUMNS):
+    for those columns it holds the department's values after any of these changes. None once a
+    later change may have changed them, or the department is gone."""
+
+    key: tuple[Any, ...] | None
+
+
+@dataclass
 class Change:
     """One department's change in one data version, from the change log (db.py)."""
 
     version: int
     department_id: str
     fields: frozenset[str] | str | None  # db.CREATED, db.DELETED, the changed columns, or None: unknown
-    created_key: tuple[Any, ...] | None = None  # a created department's content key, until it changes again
+    # The department's content key after this change, while this is its latest change (its
+    # values as the log was read; they no longer tell once it changes again). None if deleted.
+    key: tuple[Any, ...] | None = None
+    filter_key: FilterKey | None = None
+
+    @property
+    def filtered_key(self) -> tuple[Any, ...] | None:
+        """The department's content key after this change, for the columns list filters read."""
+        return None if self.filter_key is None else self.filter_key.key
 
 
 class ChangeFeed:
@@ -103,7 +121,7 @@ class ChangeFeed:
         self.upto: int | None = None
         self.changes: list[Change] = []
         self.versions: list[int] = []  # of `changes`, for bisect
-        self.created: dict[str, Change] = {}  # the creations whose key still tells, by department
+        self.latest: dict[str, Change] = {}  # each department's latest change, whose key still tells
         self.lock = threading.Lock()  # threaded servers: one thread reads the log, the others wait
 
     def catch_up(self, version: int) -> None:
@@ -127,19 +145,26 @@ class ChangeFeed:
             rows = db.logged_changes(service.changes_query(db.engine().dialect), self.upto, version)
         if rows is None:  # first read, or further behind than the log: start afresh
             self.start = self.upto = version
-            self.changes, self.versions, self.created = [], [], {}
+            self.changes, self.versions, self.latest = [], [], {}
             return
         # The rows run up to the snapshot they were read in: `version`, maybe newer ones.
         for logged_version, department_id, fields, *key in rows:
-            earlier = self.created.pop(department_id, None)
-            if earlier is not None:  # changed since its creation: that key no longer tells
-                earlier.created_key = None
             change = Change(int(logged_version), department_id, fields)
-            if fields == db.CREATED and key[0] is not None:
-                change.created_key = tuple(key)
-                self.created[department_id] = change
-            elif fields not in (None, db.CREATED, db.DELETED):
+            if fields not in (None, db.CREATED, db.DELETED):
                 change.fields = frozenset(fields.split(",")) - {""}
+            shared = None
+            earlier = self.latest.pop(department_id, None)
+            if earlier is not None:  # changed again: that key no longer tells
+                earlier.key = None
+                if isinstance(change.fields, frozenset) and not change.fields & service.FILTER_COLUMNS:
+                    shared = earlier.filter_key  # but what filters read is as it was
+                elif earlier.filter_key is not None:
+                    earlier.filter_key.key = None
+            if key[0] is not None:  # the department exists in the snapshot the log was read in
+                change.key = tuple(key)
+                change.filter_key = shared or FilterKey(None)
+                change.filter_key.key = change.key
+                self.latest[department_id] = change
             self.changes.append(change)
             self.versions.append(change.version)
             self.upto = max(self.upto, change.version)
@@ -147,7 +172,7 @@ class ChangeFeed:
             drop = bisect_right(self.versions, self.versions[len(self.changes) - self.max_changes])
             self.start = self.versions[drop - 1]
             del self.changes[:drop], self.versions[:drop]
-            self.created = {d: c for d, c in self.created.items() if c.version > self.start}
+            self.latest = {d: c for d, c in self.latest.items() if c.version > self.start}
 
 
 class DepartmentCache:

@@ -125,6 +125,12 @@ def _not_archived() -> Any:
 # ---------------------------------------------------------------------------
 
 
+# Every column ListFilter.lists reads from a content key: a change to none of them leaves what
+# it says of a department as it was. (Agent links are not in a key: for an agent's departments
+# it cannot tell.)
+FILTER_COLUMNS = frozenset({"id", "type", "archived", "name", "name_folded", "enabled"})
+
+
 @dataclass(frozen=True)
 class ListFilter:
     """The filters of the department lists (shared/spec §2.1, §2.6)."""
@@ -195,7 +201,7 @@ class ListFilter:
         if change.department_id == db.ANY_DEPARTMENT or fields is None or fields == db.DELETED:
             return None
         if fields == db.CREATED:
-            listed = None if change.created_key is None else self.lists(change.created_key)
+            listed = None if change.filtered_key is None else self.lists(change.filtered_key)
             return None if listed is None else int(listed)
         return None if fields & self.watched else 0
 
@@ -288,24 +294,24 @@ KEY_INDEX = {column.key: position for position, column in enumerate(Department._
 
 
 # The change log as each worker reads it (cache.ChangeFeed): every change after a version (the
-# `since` parameter), and for a created department its content key, read in the same statement
-# (one snapshot).
+# `since` parameter), each with its department's content key, read in the same statement (one
+# snapshot).
 @lru_cache(maxsize=4)
 def changes_query(dialect: Any) -> str:
     """Two things keep it cheap on a log the planner has no statistics for yet (a new database,
     before autovacuum's first ANALYZE; every benchmark run): the versions are bounded above by
     the snapshot's own data version (no logged change is newer, but the planner then expects a
-    few rows, not a third of the table), and on PostgreSQL each created department is looked up
+    few rows, not a third of the table), and on PostgreSQL each changed department is looked up
     by its key (LATERAL, fenced by OFFSET 0) instead of hashing every department. 40-60 µs of
     server time a read instead of 130-450 (README, Performance). SQLite's planner already looks
     them up one by one."""
     logged = (DepartmentChange.version, DepartmentChange.department_id, DepartmentChange.fields)
-    created = and_(Department.id == DepartmentChange.department_id, DepartmentChange.fields == db.CREATED)
+    changed = Department.id == DepartmentChange.department_id
     if dialect.name == "postgresql":
-        created_key = select(*DEPARTMENT_KEY).where(created).offset(0).lateral("created")
-        statement = select(*logged, created_key).select_from(DepartmentChange).outerjoin(created_key, true())
+        key = select(*DEPARTMENT_KEY).where(changed).offset(0).lateral("changed")
+        statement = select(*logged, key).select_from(DepartmentChange).outerjoin(key, true())
     else:
-        statement = select(*logged, *DEPARTMENT_KEY).select_from(DepartmentChange).outerjoin(Department, created)
+        statement = select(*logged, *DEPARTMENT_KEY).select_from(DepartmentChange).outerjoin(Department, changed)
     current = select(DataVersion.version).where(DataVersion.id == db.DATA).scalar_subquery()
     statement = statement.where(
         DepartmentChange.version > literal_column("{since}"), DepartmentChange.version <= current
@@ -319,9 +325,10 @@ def changes_query(dialect: Any) -> str:
 class ListedPage:
     """What a list page showed, enough to tell whether a later change can alter it
     (cache.ListCache): a change alters a page when it changes one of its rows, or a column
-    its filter or order reads (rows could join, leave or move), or deletes a department (it
-    may have been before the page), or creates one that is listed up to the page's end.
-    Anything unknown counts as altering it."""
+    its filter reads (rows could join or leave), or a column its order reads in a department
+    the filter lists (rows could move), or deletes a department (it may have been before the
+    page), or creates one that is listed up to the page's end. Anything unknown counts as
+    altering it."""
 
     where: ListFilter
     sort: tuple[tuple[str, int], ...]
@@ -339,13 +346,15 @@ class ListedPage:
         """Whether a logged change (cache.Change) leaves this page as it was."""
         if change.department_id in self.ids:
             return False
+        listed = None if change.filtered_key is None else self.where.lists(change.filtered_key)
         if change.fields == db.CREATED:
-            key = change.created_key
-            return key is not None and (
-                self.where.lists(key) is False or (self.full and self.sorts_after_last(key) is True)
-            )
-        # Neither into nor out of the filter (else the log could not tell), nor moved in the order.
-        return self.where.count_change(change) == 0 and not (change.fields & self.sorted_by)
+            key = change.key
+            return listed is False or (key is not None and self.full and self.sorts_after_last(key) is True)
+        if self.where.count_change(change) != 0:
+            return False  # it may have joined or left the filter's rows, or the log cannot tell
+        # Neither into nor out of the filter; and either not moved in the order, or moved but
+        # not listed by the filter (before the change as after it: no column it reads changed).
+        return not (change.fields & self.sorted_by) or listed is False
 
     def sorts_after_last(self, key: tuple[Any, ...]) -> bool | None:
         """Whether a department with this content key sorts after the page's last row, as

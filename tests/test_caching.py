@@ -218,6 +218,10 @@ def test_random_writes_through_two_workers_never_leave_a_stale_read(client, auth
             f"{API}/department?{sort('enabled', 1)}&count=4&offset=1", f"{API}/department?text=dept%201&count=2",
             f"{API}/department?text=x&enabled=true", f"{API}/departments/archived?count=1",
             f"{API}/department?count=3&excludeDepartmentId={departments[0]}",
+            # sorted by columns every write moves, filtered so that most writes are to departments not listed
+            f"{API}/department?text=dept%201&{sort('_updatedAt', -1)}&count=2",
+            f"{API}/department?text=dept%200&{sort('numAgents', -1)}&count=3",
+            f"{API}/department?text=first&enabled=true&{sort('_updatedAt', 1)}",
         ]
         for department_id in rng.sample(departments, min(4, len(departments))):
             urls += [f"{API}/department/{department_id}", f"{API}/department/{department_id}/agents"]
@@ -408,6 +412,74 @@ def test_a_page_sorted_by_agents_outlives_an_upsert_of_agents_already_linked(cli
     assert lists.kept == 1
 
 
+def test_a_page_outlives_a_write_that_moves_a_department_its_filter_does_not_list(client, auth, second_worker, uncached_worker):
+    other, other_headers = _login(second_worker)
+    uncached, uncached_headers = _login(uncached_worker)
+    names = ("Sales 1", "Sales 2", "Support")
+    first_sales, second_sales, unlisted = (create_department(client, auth.admin, name=name)["_id"] for name in names)
+    url = f"{API}/department?text=sales&count=1&sort=" + quote('{"_updatedAt":-1}')  # the latest "Sales" only
+    lists = second_worker.extensions["caches"].lists
+
+    def update_then_read(department_id: str, description: str) -> list[str]:
+        body = {"department": {"description": description}}
+        assert client.put(f"{API}/department/{department_id}", json=body, headers=auth.admin).status_code == 200
+        got, expected = other.get(url, headers=other_headers), uncached.get(url, headers=uncached_headers)
+        assert got.get_data() == expected.get_data()
+        return [department["_id"] for department in got.json["departments"]]
+
+    assert [d["_id"] for d in other.get(url, headers=other_headers).json["departments"]] == [second_sales]
+    assert update_then_read(unlisted, "moved to the top, but not a sales department") == [second_sales]
+    assert lists.kept == 1
+    assert update_then_read(first_sales, "a sales department moved to the top") == [first_sales]
+    assert lists.kept == 1  # built again
+    create_department(client, auth.admin, name="Support 2")  # not listed either
+    assert update_then_read(unlisted, "again") == [first_sales]
+    assert lists.kept == 2
+
+
+def test_the_filter_columns_cover_what_every_filter_reads_from_a_key():
+    widest = department_service.ListFilter(text="x", enabled_only=True, exclude_id="y", archived=False, agent_id="a")
+    assert widest.watched == department_service.FILTER_COLUMNS | {db.AGENT_LINKS}
+    values = {"id": "z", "type": "d", "archived": False, "enabled": True, "name": "x", "name_folded": "x"}
+    key = tuple(values.get(column) for column in department_service.KEY_INDEX)
+    assert widest.lists(key) is None  # agent links are not in a key: it cannot tell
+    assert department_service.ListFilter(text="x", enabled_only=True, exclude_id="y").lists(key) is True
+
+
+def test_a_moved_department_is_judged_by_its_filter_columns_after_later_changes_that_keep_them(
+    client, auth, second_worker, uncached_worker
+):
+    """A department changed again since: its newer values still tell whether a filter lists it,
+    as long as no change in between touched a column a filter reads."""
+    other, other_headers = _login(second_worker)
+    uncached, uncached_headers = _login(uncached_worker)
+    names = ("Sales 1", "Sales 2", "Support")
+    first_sales, second_sales, unlisted = (create_department(client, auth.admin, name=name)["_id"] for name in names)
+    url = f"{API}/department?text=sales&count=1&sort=" + quote('{"_updatedAt":-1}')
+    lists = second_worker.extensions["caches"].lists
+
+    def update(department_id: str, **fields: object) -> None:
+        response = client.put(f"{API}/department/{department_id}", json={"department": fields}, headers=auth.admin)
+        assert response.status_code == 200
+
+    def read() -> list[str]:
+        got, expected = other.get(url, headers=other_headers), uncached.get(url, headers=uncached_headers)
+        assert got.get_data() == expected.get_data()
+        return [department["_id"] for department in got.json["departments"]]
+
+    assert read() == [second_sales]
+    update(unlisted, description="one")
+    update(unlisted, description="two")  # the first change's key no longer tells; what filters read does
+    assert read() == [second_sales] and lists.kept == 1
+    update(unlisted, description="three")
+    update(unlisted, name="Sales 3")  # now listed: the earlier changes cannot be judged by today's name
+    update(first_sales, description="the newest again")
+    assert read() == [first_sales] and lists.kept == 1  # built again
+    update(second_sales, name="Support 2")  # leaves the filter
+    update(second_sales, description="four")
+    assert read() == [first_sales] and lists.kept == 1  # built again: it may have been on the page
+
+
 def test_a_total_counted_after_a_newer_write_is_not_moved_by_that_write_again(client, auth, second_worker):
     """A count runs after the request read its data version, so it may hold newer writes: it is
     kept with the version it was counted at, not the request's."""
@@ -436,6 +508,29 @@ def test_a_page_is_not_kept_on_the_word_of_a_state_newer_than_the_request(client
         version = db.data_version(db.DATA)
         response = client.put(f"{API}/department/{moved['_id']}", json={"department": {"name": "Z"}}, headers=auth.admin)
         assert response.status_code == 200  # off the page, committed after this request's version
+        assert lists.get(version, key) is None
+        db.close_session()
+
+
+def test_a_page_is_not_kept_on_the_word_of_filter_values_newer_than_the_request(client, auth, second_worker):
+    """A listed department moved to the top of a filtered page, then out of the filter by a write
+    newer than the request: at the request's version it was listed, and on the page."""
+    other, other_headers = _login(second_worker)
+    url = f"{API}/department?text=sales&count=1&sort=" + quote('{"_updatedAt":-1}')
+    moved = create_department(client, auth.admin, name="Sales 1")["_id"]
+    create_department(client, auth.admin, name="Sales 2")  # the newest: the page
+    assert other.get(url, headers=other_headers).status_code == 200
+    lists = second_worker.extensions["caches"].lists
+    (key,) = lists.entries
+
+    def update(**fields: object) -> None:
+        response = client.put(f"{API}/department/{moved}", json={"department": fields}, headers=auth.admin)
+        assert response.status_code == 200
+
+    update(description="to the top")  # onto the page
+    with second_worker.test_request_context(url):
+        version = db.data_version(db.DATA)
+        update(name="Support")  # out of the filter, committed after this request's version
         assert lists.get(version, key) is None
         db.close_session()
 
