@@ -87,7 +87,7 @@ class FilterKey:
     """A department's content key as the log was last read, shared by its consecutive changes
     that leave every column a list filter reads as it was (department_service.FILTER_COLUMNS):
     for those columns it holds the department's values after any of these changes. None once a
-    later change may have changed them, or the department is gone."""
+    later change may have changed them."""
 
     key: tuple[Any, ...] | None
 
@@ -162,7 +162,7 @@ class ChangeFeed:
                     earlier.filter_key.key = None
             if key[0] is not None:  # the department exists in the snapshot the log was read in
                 change.key = tuple(key)
-                change.filter_key = shared or FilterKey(None)
+                change.filter_key = shared if shared is not None else FilterKey(None)
                 change.filter_key.key = change.key
                 self.latest[department_id] = change
             self.changes.append(change)

@@ -346,15 +346,19 @@ class ListedPage:
         """Whether a logged change (cache.Change) leaves this page as it was."""
         if change.department_id in self.ids:
             return False
-        listed = None if change.filtered_key is None else self.where.lists(change.filtered_key)
         if change.fields == db.CREATED:
             key = change.key
-            return listed is False or (key is not None and self.full and self.sorts_after_last(key) is True)
+            return self._not_listed(change) or (key is not None and self.full and self.sorts_after_last(key) is True)
         if self.where.count_change(change) != 0:
             return False  # it may have joined or left the filter's rows, or the log cannot tell
         # Neither into nor out of the filter; and either not moved in the order, or moved but
         # not listed by the filter (before the change as after it: no column it reads changed).
-        return not (change.fields & self.sorted_by) or listed is False
+        return not (change.fields & self.sorted_by) or self._not_listed(change)
+
+    def _not_listed(self, change: Any) -> bool:
+        """Whether the filter surely does not list the changed department (cache.FilterKey)."""
+        key = change.filtered_key
+        return key is not None and self.where.lists(key) is False
 
     def sorts_after_last(self, key: tuple[Any, ...]) -> bool | None:
         """Whether a department with this content key sorts after the page's last row, as
