@@ -162,8 +162,11 @@ class ChangeFeed:
                     earlier.filter_key.key = None
             if key[0] is not None:  # the department exists in the snapshot the log was read in
                 change.key = tuple(key)
-                change.filter_key = shared if shared is not None else FilterKey(None)
-                change.filter_key.key = change.key
+                if shared is None:
+                    shared = FilterKey(change.key)
+                else:  # newer values, the same in the columns filters read
+                    shared.key = change.key
+                change.filter_key = shared
                 self.latest[department_id] = change
             self.changes.append(change)
             self.versions.append(change.version)

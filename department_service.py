@@ -195,8 +195,8 @@ class ListFilter:
 
     def count_change(self, change: Any) -> int | None:
         """How one logged change (cache.Change) moves the number of departments listed: 1 or 0,
-        or None when the log cannot tell (anything, a deletion, a created department changed
-        since, a column the filter reads)."""
+        or None when the log cannot tell (anything, a deletion, a created department whose
+        filter columns may have changed since, a column the filter reads)."""
         fields = change.fields
         if change.department_id == db.ANY_DEPARTMENT or fields is None or fields == db.DELETED:
             return None
@@ -312,9 +312,8 @@ def changes_query(dialect: Any) -> str:
         statement = select(*logged, key).select_from(DepartmentChange).outerjoin(key, true())
     else:
         statement = select(*logged, *DEPARTMENT_KEY).select_from(DepartmentChange).outerjoin(Department, changed)
-    current = select(DataVersion.version).where(DataVersion.id == db.DATA).scalar_subquery()
     statement = statement.where(
-        DepartmentChange.version > literal_column("{since}"), DepartmentChange.version <= current
+        DepartmentChange.version > literal_column("{since}"), DepartmentChange.version <= DATA_VERSION
     ).order_by(DepartmentChange.version)
     sql = str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
     # A parameter, not a literal: the database plans it once per connection (prepared).
@@ -691,7 +690,8 @@ def _set_links_enabled(session: Session, department_id: str, enabled: bool) -> N
 def _apply_agent_changes(
     session: Session, department: Department, upsert: list[dict[str, Any]], remove: list[dict[str, Any]]
 ) -> None:
-    """Helper.updateDepartmentAgents (shared/spec §1.4): remove, upsert, then recount numAgents.
+    """Helper.updateDepartmentAgents (shared/spec §1.4): remove, upsert, then recount numAgents
+    (when an agent came or went) and touch _updatedAt.
 
     An unknown agent id is skipped, as in Rocket.Chat; the response's agent list shows the truth.
     The link's username always comes from the user record.

@@ -130,7 +130,7 @@ def _list_body(
 
 
 def _encode(body: dict[str, Any]) -> bytes:
-    return current_app.json.response(body).get_data()
+    return _json(body).get_data()
 
 
 def _page_total(where: service.ListFilter, offset: int, limit: int | None, count: int) -> int:

@@ -32,7 +32,8 @@ def migration_file_lock(url: str) -> Iterator[None]:
     """SQLite: one migrating process at a time, by an exclusive lock on `<database>.migrate-lock`.
     BEGIN IMMEDIATE alone let a process that started together with another read the migration
     state before the other's commit and apply a migration twice (seen 1 run in ~7 under load)."""
-    database = make_url(url).database if make_url(url).get_backend_name() == "sqlite" else None
+    parsed = make_url(url)
+    database = parsed.database if parsed.get_backend_name() == "sqlite" else None
     if not database or database == ":memory:" or database.startswith("file:"):
         yield
         return
