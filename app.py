@@ -52,19 +52,21 @@ def config_from_env() -> dict[str, Any]:
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the application; `config` overrides the environment (tests pass their database here)."""
-    import admin
-    import apidocs
-    import auth
+    import access
+    import account_service
+    import auth_routes
     import cache
     import cli
     import db
-    import departments
+    import department_routes
+    import docs_routes
     import errors
     import observability
     import openapi
+    import request_input
     import security
-    import services
-    import users
+    import user_routes
+    import workspace_routes
 
     app = Flask(__name__)
     app.config.update(config_from_env())
@@ -73,7 +75,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.url_map.merge_slashes = False  # `a//b` is a JSON 404, not werkzeug's HTML redirect
 
     observability.configure_logging(app)
-    services.configure_password_hashing(
+    account_service.configure_password_hashing(
         app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_KIB"], app.config["ARGON2_PARALLELISM"]
     )
     db.init_app(app)
@@ -81,11 +83,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     security.init_app(app)
     observability.init_app(app)  # request ids, metrics, /healthz and /readyz
-    app.before_request(auth.authenticate)
-    app.before_request(auth.reject_nul_characters)
-    for blueprint in (auth.bp, users.bp, admin.bp, departments.bp, apidocs.bp):
+    app.before_request(access.authenticate)
+    app.before_request(request_input.reject_nul_characters)
+    for blueprint in (auth_routes.bp, user_routes.bp, workspace_routes.bp, department_routes.bp, docs_routes.bp):
         app.register_blueprint(blueprint)
-    app.add_url_rule("/api/openapi.json", view_func=auth.public(openapi.serve_document))
+    app.add_url_rule("/api/openapi.json", view_func=access.public(openapi.serve_document))
     errors.register_error_handlers(app)
     cli.register(app)
     return app

@@ -19,7 +19,7 @@ from flask import current_app
 
 import db
 import department_service as service
-import services
+import workspace_service
 
 T = TypeVar("T")
 
@@ -380,4 +380,4 @@ def cached(cache: VersionedCache[T] | DepartmentCache, key: Hashable, build: Cal
 
 def settings() -> dict[str, object]:
     """Every setting's value, as of this request's data version."""
-    return cached(caches().settings, "all", lambda: services.all_settings(db.session()))
+    return cached(caches().settings, "all", lambda: workspace_service.all_settings(db.session()))

@@ -1,7 +1,7 @@
 """Command line (`flask --app app <command>`) and the start-up preparation of the database.
 
-A thin layer: arguments, prompts, progress bars and messages here; the work in services.py
-(users) and transfer.py (export, import, Rocket.Chat import, backup). Every failure is a
+A thin layer: arguments, prompts, progress bars and messages here; the work in account_service.py
+(users) and data_transfer.py (export, import, Rocket.Chat import, backup). Every failure is a
 one-line message on stderr and exit status 1 (click.ClickException).
 """
 
@@ -27,8 +27,11 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 import schemas
-import services
-import transfer
+import validation
+import account_service
+import backups
+import data_transfer
+import rocketchat_import
 from errors import ApiError
 from models import Role, User
 
@@ -57,7 +60,7 @@ def prepare_database(app: Flask) -> None:
         session = current_app.extensions["db.sessionmaker"]()
         with session:
             session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-            generated = services.bootstrap_admin(
+            generated = account_service.bootstrap_admin(
                 session, app.config["ADMIN_USERNAME"], app.config["ADMIN_PASS"], app.config["ADMIN_EMAIL"]
             )
     if generated:
@@ -79,7 +82,7 @@ def clear_errors(command_function: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command_function(*args, **kwargs)
-        except transfer.TransferError as error:
+        except data_transfer.TransferError as error:
             raise click.ClickException(str(error)) from error
         except ApiError as error:
             raise click.ClickException(str(error.error or "invalid input")) from error
@@ -144,7 +147,7 @@ def check_roles(session: Session, roles: tuple[str, ...]) -> None:
         raise click.ClickException(f"unknown role(s) {', '.join(unknown)} (known: {', '.join(known)})")
 
 
-def echo_report(report: transfer.Report, *, dry_run: bool) -> None:
+def echo_report(report: data_transfer.Report, *, dry_run: bool) -> None:
     for line in report.lines():
         click.echo(line)
     click.echo("dry run: nothing was written" if dry_run else "import committed")
@@ -191,9 +194,9 @@ def register(app: Flask) -> None:
                 if session.scalar(select(getattr(User, key)).where(getattr(User, key) == value)) is not None:
                     raise click.ClickException(f"{key} {value!r} is already in use")
         body["password"] = read_password(password_stdin)
-        data = schemas.load(schemas.UserCreateSchema, body)
+        data = validation.load(schemas.UserCreateSchema, body)
         with database_session(write=True) as session:
-            user = services.create_user(session, data)
+            user = account_service.create_user(session, data)
             click.echo(f"created user {user.username!r} (id {user.id}) with roles {', '.join(user.roles)}")
 
     @app.cli.command("set-password")
@@ -203,14 +206,14 @@ def register(app: Flask) -> None:
     def set_password(username: str, password_stdin: bool) -> None:
         """Set a user's password and log them out everywhere (their login tokens are revoked)."""
         with database_session() as session:
-            if services.find_user(session, username=username) is None:
+            if account_service.find_user(session, username=username) is None:
                 raise click.ClickException(f"no user named {username!r}")
         password = read_password(password_stdin)
         with database_session(write=True) as session:
-            user = services.find_user(session, username=username)
+            user = account_service.find_user(session, username=username)
             if user is None:
                 raise click.ClickException(f"no user named {username!r}")
-            ended = services.set_password(session, user, password)
+            ended = account_service.set_password(session, user, password)
         click.echo(f"password of {username!r} changed; {ended} login token(s) revoked")
 
     @app.cli.command("list-users")
@@ -219,9 +222,9 @@ def register(app: Flask) -> None:
     def list_users(as_json: bool) -> None:
         """List every user: id, username, name, email, roles, active."""
         with database_session() as session:
-            users, _total = services.list_users(session, 0, None)
+            users, _total = account_service.list_users(session, 0, None)
             if as_json:
-                click.echo(json.dumps([schemas.dump(schemas.UserSchema, user) for user in users], indent=2))
+                click.echo(json.dumps([validation.dump(schemas.UserSchema, user) for user in users], indent=2))
                 return
             rows = [("ID", "USERNAME", "NAME", "EMAIL", "ROLES", "ACTIVE")]
             rows += [
@@ -243,7 +246,7 @@ def register(app: Flask) -> None:
         service, replace the database file with the copy, delete its stale -wal and -shm files,
         start the service.
         """
-        result = transfer.backup_sqlite(
+        result = backups.backup_sqlite(
             current_app.config["DATABASE_URL"], dest, overwrite=force,
             busy_timeout_ms=current_app.config["SQLITE_BUSY_TIMEOUT_MS"],
         )
@@ -268,7 +271,7 @@ def register(app: Flask) -> None:
         bar = ProgressBar("Exporting")
         with database_session() as session:
             try:
-                document = transfer.export_document(session, with_password_hashes=with_password_hashes, progress=bar)
+                document = data_transfer.export_document(session, with_password_hashes=with_password_hashes, progress=bar)
             finally:
                 bar.finish()
         text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
@@ -287,7 +290,7 @@ def register(app: Flask) -> None:
             except OSError as error:
                 Path(partial).unlink(missing_ok=True)
                 raise click.ClickException(f"cannot write {file}: {error.strerror or error}") from error
-        counts = ", ".join(f"{len(document[key])} {label}" for key, label in transfer.LABELS.items())
+        counts = ", ".join(f"{len(document[key])} {label}" for key, label in data_transfer.LABELS.items())
         click.echo(f"exported {counts}" + ("" if file == "-" else f" to {file}"), err=True)
 
     @app.cli.command("import")
@@ -313,7 +316,7 @@ def register(app: Flask) -> None:
         bar = ProgressBar("Importing")
         with database_session() as session:
             try:
-                report = transfer.import_document(session, document, progress=bar, dry_run=dry_run)
+                report = data_transfer.import_document(session, document, progress=bar, dry_run=dry_run)
             finally:
                 bar.finish()
         echo_report(report, dry_run=dry_run)
@@ -334,7 +337,7 @@ def register(app: Flask) -> None:
         bar = ProgressBar("Importing")
         with database_session() as session:
             try:
-                report = transfer.import_rocketchat(session, directory, progress=bar, dry_run=dry_run)
+                report = rocketchat_import.import_rocketchat(session, directory, progress=bar, dry_run=dry_run)
             finally:
                 bar.finish()
         echo_report(report, dry_run=dry_run)

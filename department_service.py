@@ -38,7 +38,6 @@ from sqlalchemy.types import NullType
 from sqlalchemy.orm import Session
 
 import db
-import services
 from errors import ApiError
 from models import DataVersion, Department, DepartmentAgent, DepartmentChange, User, utcnow
 
@@ -687,6 +686,28 @@ def _set_links_enabled(session: Session, department_id: str, enabled: bool) -> N
     )
 
 
+RECOUNT_AGENTS = (
+    update(Department)
+    .where(Department.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        num_agents=select(func.count()).where(DepartmentAgent.department_id == Department.id).scalar_subquery(),
+        updated_at=bindparam("now", type_=Department.__table__.c.updated_at.type),
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
+def recount_agents(session: Session, department_ids: Iterable[str]) -> None:
+    """Set numAgents to the number of links, and touch _updatedAt (shared/spec §1.4)."""
+    department_ids = list(department_ids)
+    session.execute(
+        RECOUNT_AGENTS,
+        {"ids": department_ids, "now": utcnow()},
+        # for the change log (db.py): which departments, and what changes in them
+        execution_options={"department_ids": department_ids, "department_fields": ("num_agents", "updated_at")},
+    )
+
+
 def _apply_agent_changes(
     session: Session, department: Department, upsert: list[dict[str, Any]], remove: list[dict[str, Any]]
 ) -> None:
@@ -724,7 +745,7 @@ def _apply_agent_changes(
     added = any(existing is None for _, existing in users.values())
     if removed or added:
         session.flush()
-        services.recount_agents(session, [department.id])
+        recount_agents(session, [department.id])
     elif remove or users:
         # The same agents, so the same count: only _updatedAt moves, and the change log does not
         # name numAgents (list pages sorted by it stay cached).

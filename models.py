@@ -180,7 +180,7 @@ class LoginFailure(Base):
     """Failed logins of one throttling key in its current window, shared by every worker.
 
     `key` is `user:<username or email, lowercased>` or `ip:<client address>`; the window
-    starts at the first failure and lasts LOGIN_FAILURE_WINDOW_SECONDS (services.py).
+    starts at the first failure and lasts LOGIN_FAILURE_WINDOW_SECONDS (account_service.py).
     """
 
     __tablename__ = "login_failures"

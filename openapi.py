@@ -20,6 +20,8 @@ from marshmallow import Schema, fields
 from werkzeug.routing import FloatConverter, IntegerConverter, Rule
 
 import schemas
+import validation
+from version import VERSION
 
 TITLE = "Livechat departments"
 OPENAPI_VERSION = "3.0.3"
@@ -86,8 +88,8 @@ _PATH_PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
 def _documented_as(self: Any, field: Any, ret: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
-    """schemas.Checked fields load as is; the document shows the field they stand for."""
-    if isinstance(field, schemas.Checked):
+    """validation.Checked fields load as is; the document shows the field they stand for."""
+    if isinstance(field, validation.Checked):
         return self.field2property(field.documented_as)
     return {}
 
@@ -131,15 +133,14 @@ def _operation(rule: Rule, method: str, view: Callable[..., Any], meta: Doc, man
 def build_spec(app: Flask) -> dict[str, Any]:
     """The OpenAPI document of every documented route of `app` (undocumented ones are left out;
     tests/test_openapi.py fails on them)."""
-    from admin import VERSION  # the server version `GET /api/info` reports
 
     plugin = MarshmallowPlugin()
     spec = APISpec(title=TITLE, version=VERSION, openapi_version=OPENAPI_VERSION, plugins=[plugin])
-    plugin.map_to_openapi_type(schemas.AjvBoolean, "boolean", None)
-    plugin.map_to_openapi_type(schemas.AjvNumber, "number", None)
-    plugin.map_to_openapi_type(schemas.AjvString, fields.String)
-    plugin.map_to_openapi_type(schemas.AjvList, fields.List)
-    plugin.map_to_openapi_type(schemas.RCDateTime, "string", "date-time")
+    plugin.map_to_openapi_type(validation.AjvBoolean, "boolean", None)
+    plugin.map_to_openapi_type(validation.AjvNumber, "number", None)
+    plugin.map_to_openapi_type(validation.AjvString, fields.String)
+    plugin.map_to_openapi_type(validation.AjvList, fields.List)
+    plugin.map_to_openapi_type(validation.RCDateTime, "string", "date-time")
     assert plugin.converter is not None
     plugin.converter.add_attribute_function(_documented_as)
 

@@ -62,7 +62,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 import cli  # noqa: E402
 import db as appdb  # noqa: E402
 import models  # noqa: E402
-import services  # noqa: E402
+import account_service  # noqa: E402
 
 WRK_INSTALL_HINT = (
     "wrk is not installed. On Debian/Ubuntu: `apt-get update && apt-get install -y wrk` "
@@ -151,7 +151,7 @@ def _hex_id(rng: random.Random, stamp: int) -> str:
 
 
 def seed_database(url: str, n: int, *, n_agents: int = 100, rng_seed: int = 42) -> SeedInfo:
-    """Migrate, create the admin (services.bootstrap_admin), then bulk-insert `n_agents` agent users
+    """Migrate, create the admin (account_service.bootstrap_admin), then bulk-insert `n_agents` agent users
     and `n` departments with 0-5 agent links each (num_agents and name_folded set as the service
     sets them). Deterministic for a given seed."""
     started = time.monotonic()
@@ -163,7 +163,7 @@ def seed_database(url: str, n: int, *, n_agents: int = 100, rng_seed: int = 42) 
     try:
         with Session(engine) as session:
             session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-            services.bootstrap_admin(session, ADMIN_USER, ADMIN_PASS, "admin@localhost")
+            account_service.bootstrap_admin(session, ADMIN_USER, ADMIN_PASS, "admin@localhost")
 
         users, roles, agent_ids, usernames = [], [], [], {}
         for i in range(n_agents):

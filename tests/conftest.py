@@ -24,7 +24,7 @@ from flask.testing import FlaskClient
 
 import db
 import models
-import services
+import account_service
 from app import create_app
 from cli import upgrade_database
 
@@ -168,7 +168,7 @@ def app(database_url: str) -> Iterator[Flask]:
     with app.app_context():
         session = app.extensions["db.sessionmaker"]()
         with session:
-            services.bootstrap_admin(session, "admin", ADMIN_PASSWORD, "admin@example.com")
+            account_service.bootstrap_admin(session, "admin", ADMIN_PASSWORD, "admin@example.com")
     yield app
     db.dispose(app)
 
@@ -185,7 +185,7 @@ def make_app(database_url: str) -> Iterator[Callable[..., Flask]]:
         )
         with app.app_context():
             with app.extensions["db.sessionmaker"]() as session:
-                services.bootstrap_admin(session, "admin", ADMIN_PASSWORD, "admin@example.com")
+                account_service.bootstrap_admin(session, "admin", ADMIN_PASSWORD, "admin@example.com")
         made.append(app)
         return app
 
@@ -289,7 +289,7 @@ def create_department(
 
 
 class Clock:
-    """`services.now`, moved by hand (token lifetimes, login throttling windows)."""
+    """`account_service.now`, moved by hand (token lifetimes, login throttling windows)."""
 
     def __init__(self) -> None:
         self.at = datetime.now(UTC)
@@ -304,5 +304,5 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr(services, "now", clock)
+    monkeypatch.setattr(account_service, "now", clock)
     return clock

@@ -18,7 +18,7 @@ from conftest import ADMIN_PASSWORD, CHEAP_HASHING, create_department
 import cache
 import db
 import department_service
-import departments
+import department_routes
 from app import create_app
 from models import DataVersion, Department, DepartmentChange
 
@@ -469,7 +469,7 @@ def test_a_total_counted_after_a_newer_write_is_not_moved_by_that_write_again(cl
     with second_worker.test_request_context(f"{API}/department"):
         db.data_version(db.DATA)  # read first, as every request does
         create_department(client, auth.admin, name="Two")  # committed after it, before the count
-        assert departments._total(department_service.ListFilter()) == 2
+        assert department_routes._total(department_service.ListFilter()) == 2
         db.close_session()
     assert other.get(f"{API}/department?count=1", headers=other_headers).json["total"] == 2
 

@@ -1,4 +1,4 @@
-"""The compiled dump of flat response schemas (schemas.CompiledDumpSchema) gives exactly what
+"""The compiled dump of flat response schemas (validation.CompiledDumpSchema) gives exactly what
 marshmallow's own dump gives, for every combination of present and absent keys."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 
 import models
 import schemas
+import validation
 
 STAMP = datetime(2016, 12, 13, 17, 22, 19, 109000, tzinfo=UTC)
 
@@ -45,7 +46,7 @@ def _departments():
 
 def _marshmallow_dump(schema, obj):
     """What marshmallow itself produces (OmitNoneSchema.dump runs Schema.dump and post_dump)."""
-    return schemas.OmitNoneSchema.dump(schema, obj)
+    return validation.OmitNoneSchema.dump(schema, obj)
 
 
 @pytest.mark.parametrize("department", list(_departments()))
@@ -68,7 +69,7 @@ def test_link_and_agent_department_dumps_match_marshmallow():
 
 
 def test_schemas_with_fields_that_cannot_be_copied_are_refused():
-    class Bad(schemas.CompiledDumpSchema):
+    class Bad(validation.CompiledDumpSchema):
         computed = schemas.fields.Method("compute")
 
         def compute(self, obj):

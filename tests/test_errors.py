@@ -9,7 +9,7 @@ from conftest import ADMIN_PASSWORD, API, CHEAP_HASHING, FORBIDDEN_BODY, UNAUTHO
 
 import db
 from app import create_app
-from auth import public
+from access import public
 
 NOT_FOUND = {"success": False, "error": "Resource not found"}
 NOT_ALLOWED = {"success": False, "error": "Method not allowed"}

@@ -28,7 +28,7 @@ from flask import Flask
 from servers import Server, free_port, login
 
 import db
-import services
+import account_service
 from app import create_app
 from cli import upgrade_database
 
@@ -71,7 +71,7 @@ def make_app(url: str, **config: object) -> Flask:
     app = create_app({"TESTING": True, "DATABASE_URL": url, **CHEAP_HASHING, **config})
     with app.app_context():
         with app.extensions["db.sessionmaker"]() as session:
-            services.bootstrap_admin(session, "admin", ADMIN_PASSWORD, "admin@example.com")
+            account_service.bootstrap_admin(session, "admin", ADMIN_PASSWORD, "admin@example.com")
     return app
 
 

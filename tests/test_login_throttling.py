@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from conftest import ADMIN_PASSWORD
 
-import services
+import account_service
 
 LOGIN = "/api/v1/login"
 UNAUTHORIZED = {"success": False, "error": "Unauthorized", "status": "error", "message": "Unauthorized"}
@@ -74,8 +74,8 @@ def test_zero_max_failures_turns_throttling_off(make_app, clock):
 def test_unknown_users_and_wrong_passwords_look_the_same(make_app, clock, monkeypatch):
     client = make_app(LOGIN_MAX_FAILURES=3).test_client()
     checks = []
-    original = services._verify_password
-    monkeypatch.setattr(services, "_verify_password", lambda *a, **k: checks.append(a[0] is None) or original(*a, **k))
+    original = account_service._verify_password
+    monkeypatch.setattr(account_service, "_verify_password", lambda *a, **k: checks.append(a[0] is None) or original(*a, **k))
 
     for user, address in (("admin", "10.0.0.1"), ("ghost", "10.0.0.2")):
         answers = [attempt(client, user, address=address) for _ in range(4)]

@@ -7,7 +7,7 @@ import pytest
 from conftest import API
 from flask import request
 
-import auth
+import access
 
 HARDENING = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", "Pragma": "no-cache"}
 ORIGIN = "https://app.example.com"
@@ -43,7 +43,7 @@ def test_a_500_carries_them_too(make_app):
     app = make_app()
 
     @app.get("/api/v1/_boom")
-    @auth.public
+    @access.public
     def boom():  # pragma: no cover - raises
         raise RuntimeError("boom")
 
@@ -117,7 +117,7 @@ def _whoami_app(make_app, **config):
     app = make_app(**config)
 
     @app.get("/api/v1/_whoami")
-    @auth.public
+    @access.public
     def whoami():
         return {"addr": request.remote_addr, "scheme": request.scheme, "host": request.host, "root": request.root_path}
 

@@ -1,7 +1,7 @@
 """How long a login token works: LOGIN_TOKEN_TTL_DAYS (90 days, like Rocket.Chat's
 Accounts_LoginExpiration), and revocation on logout, password change, deletion and deactivation.
 
-The caller of a token is cached per data version (auth.py, cache.py). Each test warms that cache
+The caller of a token is cached per data version (access.py, cache.py). Each test warms that cache
 first, so a revocation has to reach the cached answer: a committed write empties the cache, and
 expiry, which is no write, is compared with the clock on every request.
 """

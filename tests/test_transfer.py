@@ -1,4 +1,4 @@
-"""export / import and import-rocketchat (transfer.py): round trips, idempotence, atomicity,
+"""export / import and import-rocketchat (data_transfer.py): round trips, idempotence, atomicity,
 and Rocket.Chat's mongoexport files (tests/fixtures/rocketchat/, written by hand in its shape)."""
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import db
-import services
-import transfer
+import account_service
+import data_transfer
+import rocketchat_import
 from app import create_app
 
 RC_FIXTURES = Path(__file__).parent / "fixtures" / "rocketchat"
@@ -102,7 +103,7 @@ def fresh_app(template: Any, directory: Path) -> Iterator[Flask]:
     )
     with app.app_context():
         with app.extensions["db.sessionmaker"]() as session:
-            services.bootstrap_admin(session, "admin", ADMIN_PASSWORD, "admin@example.com")
+            account_service.bootstrap_admin(session, "admin", ADMIN_PASSWORD, "admin@example.com")
     try:
         yield app
     finally:
@@ -434,25 +435,25 @@ def test_rocketchat_import_failing_after_writes_changes_nothing(app, runner, tmp
     before = table_dump(app)
 
     def fail(*_args: Any) -> None:
-        raise transfer.TransferError("forced failure after the writes")
+        raise data_transfer.TransferError("forced failure after the writes")
 
-    monkeypatch.setattr(transfer, "_verify_agent_counts", fail)
+    monkeypatch.setattr(data_transfer, "_verify_agent_counts", fail)
     result = import_rc(runner)
     assert result.exit_code == 1 and "forced failure after the writes" in result.output
     assert table_dump(app) == before
 
 
 def test_extended_json_values():
-    assert transfer.from_extended_json({"$date": "2016-12-13T17:22:19.109Z"}) == datetime(
+    assert rocketchat_import.from_extended_json({"$date": "2016-12-13T17:22:19.109Z"}) == datetime(
         2016, 12, 13, 17, 22, 19, 109000, tzinfo=UTC
     )
-    assert transfer.from_extended_json({"$date": {"$numberLong": "1481649739109"}}) == datetime(
+    assert rocketchat_import.from_extended_json({"$date": {"$numberLong": "1481649739109"}}) == datetime(
         2016, 12, 13, 17, 22, 19, 109000, tzinfo=UTC
     )
-    assert transfer.from_extended_json({"a": [{"$oid": "6418198f28384134ed600db1"}, {"$numberLong": "7"}]}) == {
+    assert rocketchat_import.from_extended_json({"a": [{"$oid": "6418198f28384134ed600db1"}, {"$numberLong": "7"}]}) == {
         "a": ["6418198f28384134ed600db1", 7]
     }
-    assert transfer.from_extended_json({"$date": "garbage"}) == {"$date": "garbage"}
+    assert rocketchat_import.from_extended_json({"$date": "garbage"}) == {"$date": "garbage"}
 
 
 @pytest.mark.parametrize("command", ["export", "import", "import-rocketchat"])

@@ -1,5 +1,5 @@
-"""Data in and out of the service: the JSON export document, Rocket.Chat's mongoexport files,
-and online SQLite backups. cli.py is the command line over these; nothing here uses click.
+"""Data in and out of the service: the JSON export document (export, validate, import).
+cli.py is the command line over this, rocketchat_import.py and backups.py; nothing here uses click.
 
 Imports are one transaction: the whole input is validated first (types, lengths, references),
 then written, and any failure leaves the database as it was. They are idempotent: rows are
@@ -12,26 +12,21 @@ with an `admin` of its own that would otherwise block restoring the old one.
 
 from __future__ import annotations
 
-import json
-import os
-import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Boolean, Column, Integer, String, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-import db
-import services
-from department_service import COLUMNS as DEPARTMENT_KEYS
+import account_service
+import department_service
+import workspace_service
 from models import (
-    ID_MAX,
     Base,
     Department,
     DepartmentAgent,
@@ -198,16 +193,16 @@ class _Errors:
             raise TransferError(f"{what}; nothing was imported:\n{lines}")
 
 
-class _Invalid(ValueError):
+class InvalidValue(ValueError):
     pass
 
 
-def _value(column: Column[Any], value: Any) -> Any:
+def column_value(column: Column[Any], value: Any) -> Any:
     """`value` checked against the column's type (JSON dates become aware datetimes)."""
     if value is None:
         if column.nullable:
             return None
-        raise _Invalid(f"{column.name} must not be null")
+        raise InvalidValue(f"{column.name} must not be null")
     kind = column.type
     if isinstance(kind, UTCDateTime):
         if isinstance(value, datetime):
@@ -218,21 +213,21 @@ def _value(column: Column[Any], value: Any) -> Any:
             except ValueError:
                 parsed = None
         if parsed is None or parsed.tzinfo is None:
-            raise _Invalid(f"{column.name} must be an ISO 8601 date and time with a time zone")
+            raise InvalidValue(f"{column.name} must be an ISO 8601 date and time with a time zone")
         return parsed.astimezone(UTC)
     if isinstance(kind, Boolean):
         if type(value) is not bool:
-            raise _Invalid(f"{column.name} must be true or false")
+            raise InvalidValue(f"{column.name} must be true or false")
         return value
     if isinstance(kind, Integer):
         if type(value) is not int:
-            raise _Invalid(f"{column.name} must be an integer")
+            raise InvalidValue(f"{column.name} must be an integer")
         return value
     if isinstance(kind, String):  # Text too
         if not isinstance(value, str):
-            raise _Invalid(f"{column.name} must be a string")
+            raise InvalidValue(f"{column.name} must be a string")
         if kind.length is not None and len(value) > kind.length:
-            raise _Invalid(f"{column.name} must be at most {kind.length} characters")
+            raise InvalidValue(f"{column.name} must be at most {kind.length} characters")
         return value
     return value  # JSON
 
@@ -241,11 +236,11 @@ def _required(column: Column[Any]) -> bool:
     return not column.nullable and column.default is None and column.server_default is None
 
 
-def _is_primitive(value: Any) -> bool:
+def is_primitive(value: Any) -> bool:
     return isinstance(value, (str, bool, int, float))
 
 
-def _string_list(value: Any) -> bool:
+def is_string_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
@@ -253,26 +248,26 @@ def _check_section_row(section: str, row: dict[str, Any]) -> None:
     """Rules beyond the column types."""
     if section == "departments":
         extra = row.get("extra", {})
-        if not isinstance(extra, dict) or not all(_is_primitive(v) for v in extra.values()):
-            raise _Invalid("extra must be an object of strings, numbers and booleans")
+        if not isinstance(extra, dict) or not all(is_primitive(v) for v in extra.values()):
+            raise InvalidValue("extra must be an object of strings, numbers and booleans")
         for key in ("chat_closing_tags", "departments_allowed_to_forward"):
-            if row.get(key) is not None and not _string_list(row[key]):
-                raise _Invalid(f"{key} must be a list of strings")
+            if row.get(key) is not None and not is_string_list(row[key]):
+                raise InvalidValue(f"{key} must be a list of strings")
     elif section == "department_agents":
         if row.get("count", 0) < 0 or row.get("order", 0) < 0:
-            raise _Invalid("count and order must be >= 0")
+            raise InvalidValue("count and order must be >= 0")
     elif section == "users":
-        if not _string_list(row.get("roles")):
-            raise _Invalid("roles must be a list of strings")
+        if not is_string_list(row.get("roles")):
+            raise InvalidValue("roles must be a list of strings")
     elif section == "permissions":
-        if not _string_list(row.get("roles")):
-            raise _Invalid("roles must be a list of role ids")
+        if not is_string_list(row.get("roles")):
+            raise InvalidValue("roles must be a list of role ids")
     elif section == "settings":
         if "value" not in row:
-            raise _Invalid("missing field value")
-        expected = services.SETTING_TYPES.get(row["id"])
+            raise InvalidValue("missing field value")
+        expected = workspace_service.SETTING_TYPES.get(row["id"])
         if expected is not None and type(row["value"]) is not expected:
-            raise _Invalid(f"value must be of type {expected.__name__}")
+            raise InvalidValue(f"value must be of type {expected.__name__}")
 
 
 def parse_document(document: Any) -> dict[str, list[dict[str, Any]]]:
@@ -307,18 +302,18 @@ def parse_document(document: Any) -> dict[str, list[dict[str, Any]]]:
             try:
                 unknown_keys = set(raw) - known
                 if unknown_keys:
-                    raise _Invalid(f"unknown field(s) {', '.join(sorted(unknown_keys))}")
+                    raise InvalidValue(f"unknown field(s) {', '.join(sorted(unknown_keys))}")
                 for column in columns:
                     if column.name in raw:
-                        row[column.name] = _value(column, raw[column.name])
+                        row[column.name] = column_value(column, raw[column.name])
                     elif column.name == "id" or _required(column):
-                        raise _Invalid(f"missing field {column.name}")
+                        raise InvalidValue(f"missing field {column.name}")
                     # Otherwise an absent field keeps its value here (or its default in a new row),
                     # e.g. password_hash in an export made without --with-password-hashes.
                 if section == "users":
                     row["roles"] = raw.get("roles")
                 _check_section_row(section, row)
-            except _Invalid as error:
+            except InvalidValue as error:
                 errors.add(f"{where}: {error}")
                 continue
             if row["id"] in seen:
@@ -348,7 +343,7 @@ def parse_document(document: Any) -> dict[str, list[dict[str, Any]]]:
 
 
 @contextmanager
-def _import_transaction(session: Session, *, dry_run: bool) -> Iterator[None]:
+def import_transaction(session: Session, *, dry_run: bool) -> Iterator[None]:
     """The whole import as one write transaction, serialised with the service's writers: committed
     at the end, rolled back for a dry run or on any failure (a database refusal becomes a
     TransferError that says nothing was changed)."""
@@ -374,7 +369,7 @@ def _import_transaction(session: Session, *, dry_run: bool) -> Iterator[None]:
         raise
 
 
-def _lookup(session: Session, key: Any, value: Any, ids: Iterable[str]) -> dict[str, Any]:
+def lookup_values(session: Session, key: Any, value: Any, ids: Iterable[str]) -> dict[str, Any]:
     """{key: value} of the rows whose `key` is one of `ids`."""
     found: dict[str, Any] = {}
     for chunk in _chunks(sorted(ids)):
@@ -382,7 +377,7 @@ def _lookup(session: Session, key: Any, value: Any, ids: Iterable[str]) -> dict[
     return found
 
 
-def _existing(session: Session, section: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+def existing_rows(session: Session, section: str, ids: list[str]) -> dict[str, dict[str, Any]]:
     table = _table(section)
     found: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(ids):
@@ -398,7 +393,7 @@ def _upsert(
     if not rows:
         return [], []
     model = SECTIONS[section][0]
-    existing = _existing(session, section, [row["id"] for row in rows])
+    existing = existing_rows(session, section, [row["id"] for row in rows])
     inserted, updated = [], []
     for row in rows:
         old = existing.get(row["id"])
@@ -465,7 +460,7 @@ def _replace_conflicting_users(session: Session, users: list[dict[str, Any]], re
     return _delete_users(session, list(conflicts)) if conflicts else set()
 
 
-def _apply(
+def apply_sections(
     session: Session,
     data: dict[str, list[dict[str, Any]]],
     report: Report,
@@ -490,9 +485,9 @@ def _apply(
     touched = _replace_conflicting_users(session, users, report)
     user_names = {row["id"]: row["username"] for row in users}
     department_enabled = {row["id"]: row["enabled"] for row in departments}
-    user_names.update(_lookup(session, User.id, User.username, {row["agent_id"] for row in links} - set(user_names)))
+    user_names.update(lookup_values(session, User.id, User.username, {row["agent_id"] for row in links} - set(user_names)))
     linked_departments = {row["department_id"] for row in links} - set(department_enabled)
-    department_enabled.update(_lookup(session, Department.id, Department.enabled, linked_departments))
+    department_enabled.update(lookup_values(session, Department.id, Department.enabled, linked_departments))
     for row in links:
         if row["agent_id"] not in user_names:
             errors.add(f"department_agents {row['id']!r}: unknown user {row['agent_id']!r}")
@@ -507,10 +502,10 @@ def _apply(
     # --- users and their roles ---
     if keep_local_passwords:
         # Rocket.Chat import: a password set (or already migrated to argon2id) here is kept.
-        local_hashes = _existing(session, "users", [row["id"] for row in users])
+        local_hashes = existing_rows(session, "users", [row["id"] for row in users])
         for row in users:
             local = (local_hashes.get(row["id"]) or {}).get("password_hash")
-            if "password_hash" in row and local and not local.startswith(services.RC_BCRYPT_PREFIX):
+            if "password_hash" in row and local and not local.startswith(account_service.RC_BCRYPT_PREFIX):
                 del row["password_hash"]
     user_rows = [{key: value for key, value in row.items() if key != "roles"} for row in users]
     inserted, updated = _upsert(session, "users", user_rows, report, progress)
@@ -559,7 +554,7 @@ def _apply(
         link_department[row["id"]] = row["department_id"]
     agents_of = Counter(link_department.values())
     undeclared = [row["id"] for row in departments if "num_agents" not in row]
-    local_counts = _existing(session, "departments", undeclared) if undeclared else {}
+    local_counts = existing_rows(session, "departments", undeclared) if undeclared else {}
     for row in departments:
         count = agents_of.get(row["id"], 0)
         declared = row["num_agents"] if "num_agents" in row else (local_counts.get(row["id"]) or {}).get("num_agents")
@@ -579,7 +574,7 @@ def _apply(
 
     others = touched - {row["id"] for row in departments}
     if others:
-        services.recount_agents(session, sorted(others))
+        department_service.recount_agents(session, sorted(others))
     _verify_agent_counts(session, [row["id"] for row in departments])
 
 
@@ -621,375 +616,6 @@ def import_document(
     """Import an export document (see export_document) in one transaction."""
     data = parse_document(document)
     report = Report()
-    with _import_transaction(session, dry_run=dry_run):
-        _apply(session, data, report, progress or NoProgress())
+    with import_transaction(session, dry_run=dry_run):
+        apply_sections(session, data, report, progress or NoProgress())
     return report
-
-
-# ---------------------------------------------------------------------------
-# Rocket.Chat (mongoexport) import
-# ---------------------------------------------------------------------------
-
-RC_DEPARTMENTS = "rocketchat_livechat_department.json"
-RC_LINKS = "rocketchat_livechat_department_agents.json"
-RC_USERS = "users.json"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# A required department key missing from a Rocket.Chat document gets this value (and a note).
-RC_REQUIRED_DEFAULTS = {"email": "", "enabled": False, "showOnRegistration": False}
-RC_LIST_KEYS = {"chatClosingTags", "departmentsAllowedToForward"}
-
-
-def from_extended_json(value: Any) -> Any:
-    """MongoDB Extended JSON (relaxed or canonical) to Python: `$oid` -> str, `$date` -> datetime,
-    `$numberLong`/`$numberInt` -> int, `$numberDouble` -> float. Other `$` wrappers stay objects."""
-    if isinstance(value, list):
-        return [from_extended_json(item) for item in value]
-    if not isinstance(value, dict):
-        return value
-    if len(value) == 1:
-        ((key, inner),) = value.items()
-        try:
-            if key == "$oid" and isinstance(inner, str):
-                return inner
-            if key == "$date":
-                if isinstance(inner, dict) and "$numberLong" in inner:
-                    inner = int(inner["$numberLong"])
-                if isinstance(inner, int) and not isinstance(inner, bool):
-                    return EPOCH + timedelta(milliseconds=inner)
-                if isinstance(inner, str):
-                    parsed = datetime.fromisoformat(inner)
-                    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-            if key in ("$numberLong", "$numberInt") and isinstance(inner, str):
-                return int(inner)
-            if key == "$numberDouble" and isinstance(inner, str):
-                return float(inner)
-        except (ValueError, OverflowError):
-            pass  # malformed: left as an object, so it is reported as an unsupported value
-    return {key: from_extended_json(item) for key, item in value.items()}
-
-
-def read_mongoexport(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line, document) pairs of a mongoexport file: one document per line, or a `--jsonArray` file."""
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise TransferError(f"cannot read {path}: {error}") from error
-    documents: list[tuple[int, Any]] = []
-    if content.lstrip().startswith("["):
-        try:
-            documents = [(index + 1, item) for index, item in enumerate(json.loads(content))]
-        except json.JSONDecodeError as error:
-            raise TransferError(f"{path.name}: not valid JSON: {error}") from error
-    else:
-        for number, line in enumerate(content.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                documents.append((number, json.loads(line)))
-            except json.JSONDecodeError as error:
-                raise TransferError(f"{path.name}:{number}: not a JSON document: {error.msg}") from error
-    result = []
-    for number, document in documents:
-        if not isinstance(document, dict):
-            raise TransferError(f"{path.name}:{number}: expected a JSON object")
-        result.append((number, from_extended_json(document)))
-    return result
-
-
-def _usable_id(value: Any) -> str | None:
-    return value if isinstance(value, str) and 0 < len(value) <= ID_MAX else None
-
-
-def _rc_department(number: int, doc: dict[str, Any], report: Report) -> dict[str, Any] | None:
-    department_id = _usable_id(doc.get("_id"))
-    name = doc.get("name")
-    label = f"{name!r} ({department_id})"
-    if department_id is None:
-        report.count("departments", "skipped")
-        report.note("departments skipped: no usable _id", f"line {number}")
-        return None
-    if doc.get("type") == "u":
-        report.count("departments", "skipped")
-        report.note('units (type "u") skipped: this service has departments only', label)
-        return None
-    table = Department.__table__
-    row: dict[str, Any] = {"id": department_id, "extra": {}}
-    row.update({column: None for column in DEPARTMENT_KEYS.values()})
-    row.update({"archived": None, "type": None, "num_agents": None})
-    for key, value in doc.items():
-        if key == "_id":
-            continue
-        if key == "_updatedAt":
-            if isinstance(value, datetime):
-                row["updated_at"] = value
-            else:
-                report.note("departments: _updatedAt is not a date, kept as it was", label)
-        elif key == "numAgents":
-            # Recomputed from the links (absent stays absent when there are none).
-            row["num_agents"] = value if type(value) is int else (0 if value is not None else None)
-        elif key in ("archived", "type") or key in DEPARTMENT_KEYS:
-            column = table.c[DEPARTMENT_KEYS.get(key, key)]
-            try:
-                checked = _value(column, value) if value is not None else None
-                if key in RC_LIST_KEYS and checked is not None and not _string_list(checked):
-                    raise _Invalid(key)
-            except _Invalid:
-                report.note(f"departments: field {key!r} has an unexpected type, skipped", label)
-                continue
-            row[column.name] = checked
-        elif _is_primitive(value):
-            row["extra"][key] = value  # a custom field (shared/spec §1.1)
-        else:
-            kinds = {dict: "object", list: "list", datetime: "date", type(None): "null"}
-            kind = kinds.get(type(value), type(value).__name__)
-            report.note(f"departments: field {key!r} ({kind}) is not a string, number or boolean, skipped", label)
-    if not isinstance(row["name"], str):
-        report.count("departments", "skipped")
-        report.note("departments skipped: no name", label)
-        return None
-    for key, default in RC_REQUIRED_DEFAULTS.items():
-        column = DEPARTMENT_KEYS[key]
-        if row[column] is None:
-            row[column] = default
-            report.note(f"departments: {key!r} missing, set to {json.dumps(default)}", label)
-    return row
-
-
-def _rc_user(number: int, doc: dict[str, Any], known_roles: set[str], report: Report) -> dict[str, Any] | None:
-    user_id = _usable_id(doc.get("_id"))
-    username = doc.get("username")
-    if user_id is None:
-        report.count("users", "skipped")
-        report.note("users skipped: no usable _id", f"line {number}")
-        return None
-    if not isinstance(username, str) or not 0 < len(username) <= User.__table__.c.username.type.length:
-        report.count("users", "skipped")
-        report.note("users skipped: no usable username", user_id)
-        return None
-    row: dict[str, Any] = {"id": user_id, "username": username}
-    name = doc.get("name")
-    row["name"] = name if isinstance(name, str) and len(name) <= User.__table__.c.name.type.length else username
-    emails = doc.get("emails")
-    first = emails[0] if isinstance(emails, list) and emails and isinstance(emails[0], dict) else {}
-    address = first.get("address")
-    usable = isinstance(address, str) and len(address) <= User.__table__.c.email.type.length
-    row["email"] = address.lower() if usable else None
-    row["email_verified"] = first.get("verified") is True
-    row["active"] = doc.get("active") is not False
-    for key, column in (("status", "status"), ("statusLivechat", "status_livechat")):
-        if isinstance(doc.get(key), str) and len(doc[key]) <= 32:
-            row[column] = doc[key]
-    for key, column in (("createdAt", "created_at"), ("_updatedAt", "updated_at")):
-        if isinstance(doc.get(key), datetime):
-            row[column] = doc[key]
-    roles = [role for role in doc.get("roles") or [] if isinstance(role, str)]
-    row["roles"] = [role for role in roles if role in known_roles]
-    for role in roles:
-        if role not in known_roles:
-            report.note(f"users: role {role!r} does not exist here, dropped", username)
-    services_ = doc.get("services")
-    password = services_.get("password") if isinstance(services_, dict) else None
-    hashed = password.get("bcrypt") if isinstance(password, dict) else None
-    if isinstance(hashed, str) and hashed.startswith("$2"):
-        row["password_hash"] = services.RC_BCRYPT_PREFIX + hashed
-    else:
-        report.note("users without a Rocket.Chat password (they log in once given one with set-password)", username)
-    return row
-
-
-def _rc_link(number: int, doc: dict[str, Any], report: Report) -> dict[str, Any] | None:
-    link_id, agent_id, department_id = (_usable_id(doc.get(key)) for key in ("_id", "agentId", "departmentId"))
-    if link_id is None or agent_id is None or department_id is None:
-        report.count("department_agents", "skipped")
-        report.note("agent links skipped: no usable _id, agentId or departmentId", f"line {number}")
-        return None
-    row: dict[str, Any] = {"id": link_id, "department_id": department_id, "agent_id": agent_id}
-    for key in ("count", "order"):
-        value = doc.get(key)
-        row[key] = value if type(value) is int and value >= 0 else 0
-    if isinstance(doc.get("departmentEnabled"), bool):
-        row["department_enabled"] = doc["departmentEnabled"]
-    if isinstance(doc.get("_updatedAt"), datetime):
-        row["updated_at"] = doc["_updatedAt"]
-    return row
-
-
-def _unique(
-    rows: Iterable[dict[str, Any]], key: Any, section: str, reason: str, report: Report
-) -> list[dict[str, Any]]:
-    """The first row for each key; later ones are skipped with a note."""
-    seen: set[Any] = set()
-    kept = []
-    for row in rows:
-        value = key(row)
-        if value is None or value not in seen:
-            kept.append(row)
-            if value is not None:
-                seen.add(value)
-        else:
-            report.count(section, "skipped")
-            report.note(reason, str(value))
-    return kept
-
-
-def import_rocketchat(
-    session: Session, directory: Path, *, progress: Progress | None = None, dry_run: bool = False
-) -> Report:
-    """Import Rocket.Chat's departments, agent links and users from mongoexport files, keeping ids."""
-    paths = {name: directory / name for name in (RC_DEPARTMENTS, RC_LINKS, RC_USERS)}
-    if not paths[RC_DEPARTMENTS].is_file():
-        raise TransferError(
-            f"{paths[RC_DEPARTMENTS]} not found: export it with "
-            "`mongoexport --db=rocketchat --collection=rocketchat_livechat_department --out=…`"
-        )
-    report = Report()
-    read = {name: read_mongoexport(path) if path.is_file() else [] for name, path in paths.items()}
-    for name, path in paths.items():
-        if not path.is_file():
-            report.note(f"{name} not found in {directory}, nothing read from it")
-    with _import_transaction(session, dry_run=dry_run):
-        known_roles = set(session.scalars(select(Role.id)))
-        departments = [row for number, doc in read[RC_DEPARTMENTS] if (row := _rc_department(number, doc, report))]
-        departments = _unique(
-            departments, lambda r: r["id"], "departments", "departments skipped: duplicate _id", report
-        )
-        units = {doc.get("_id") for _, doc in read[RC_DEPARTMENTS] if doc.get("type") == "u"}
-        users = [row for number, doc in read[RC_USERS] if (row := _rc_user(number, doc, known_roles, report))]
-        users = _unique(users, lambda r: r["id"], "users", "users skipped: duplicate _id", report)
-        users = _unique(users, lambda r: r["username"], "users", "users skipped: duplicate username", report)
-        users = _unique(users, lambda r: r["email"], "users", "users skipped: duplicate email", report)
-        links = [row for number, doc in read[RC_LINKS] if (row := _rc_link(number, doc, report))]
-        # Rocket.Chat has no unique index on (agentId, departmentId): keep the newest of duplicates.
-        links.sort(key=lambda r: r.get("updated_at") or EPOCH, reverse=True)
-        links = _unique(links, lambda r: r["id"], "department_agents", "agent links skipped: duplicate _id", report)
-        links = _unique(
-            links, lambda r: (r["department_id"], r["agent_id"]), "department_agents",
-            "agent links skipped: the agent is linked to that department twice", report,
-        )
-        links = _rc_linkable(session, links, departments, users, units, report)
-
-        # Values Rocket.Chat did not store keep what they are here (or get defaults when new).
-        local = _existing(session, "departments", [row["id"] for row in departments])
-        for row in departments:
-            row.setdefault("updated_at", (local.get(row["id"]) or {}).get("updated_at") or utcnow())
-        _apply(
-            session,
-            {"departments": departments, "department_agents": links, "users": users},
-            report,
-            progress or NoProgress(),
-            keep_local_passwords=True,
-        )
-    return report
-
-
-def _rc_linkable(
-    session: Session,
-    links: list[dict[str, Any]],
-    departments: list[dict[str, Any]],
-    users: list[dict[str, Any]],
-    units: set[Any],
-    report: Report,
-) -> list[dict[str, Any]]:
-    """Links whose user and department exist (in the input or here). Mongo has no foreign keys,
-    so a Rocket.Chat database can hold links to deleted users: they are skipped, with a note."""
-    enabled = {row["id"]: row["enabled"] for row in departments}
-    user_ids = {row["id"] for row in users}
-    linked_departments = {row["department_id"] for row in links} - set(enabled)
-    enabled.update(_lookup(session, Department.id, Department.enabled, linked_departments))
-    user_ids.update(_lookup(session, User.id, User.id, {row["agent_id"] for row in links} - user_ids))
-    kept = []
-    for row in links:
-        if row["department_id"] in units:
-            reason = "agent links skipped: the department is a unit"
-        elif row["department_id"] not in enabled:
-            reason = "agent links skipped: unknown department"
-        elif row["agent_id"] not in user_ids:
-            reason = "agent links skipped: unknown user"
-        else:
-            row.setdefault("department_enabled", enabled[row["department_id"]])
-            row.setdefault("updated_at", utcnow())
-            kept.append(row)
-            continue
-        report.count("department_agents", "skipped")
-        report.note(reason, row["id"])
-    return kept
-
-
-# ---------------------------------------------------------------------------
-# SQLite online backup
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class Backup:
-    path: Path
-    size: int
-    departments: int
-    users: int
-
-
-def sqlite_path(database_url: str) -> Path:
-    """The file of a SQLite database URL, or a TransferError saying what to do instead."""
-    url = db.normalise_url(database_url)
-    if url.get_backend_name() != "sqlite":
-        raise TransferError(
-            "backup copies SQLite databases only, and this one is PostgreSQL: back it up with pg_dump, "
-            "e.g. `pg_dump --format=custom --file=departments.dump \"$DATABASE_URL\"` "
-            "(restore with pg_restore), or use `flask --app app export`"
-        )
-    if not url.database or url.database == ":memory:":
-        raise TransferError("an in-memory SQLite database cannot be backed up")
-    path = Path(url.database).resolve()
-    if not path.is_file():
-        raise TransferError(f"the database file {path} does not exist")
-    return path
-
-
-def backup_sqlite(
-    database_url: str, destination: Path, *, overwrite: bool = False, busy_timeout_ms: int = 5000
-) -> Backup:
-    """Copy a live SQLite database into `destination`, consistently, while the service runs.
-
-    sqlite3's backup API, in one step, reads one snapshot of the database (WAL included) without
-    blocking the service's writers; the copy is written beside the destination, checked with
-    `PRAGMA integrity_check`, made a self-contained file (no -wal) and then renamed into place.
-    """
-    source_path = sqlite_path(database_url)
-    destination = destination.resolve()
-    if destination == source_path:
-        raise TransferError("the destination is the database itself")
-    if destination.is_dir():
-        raise TransferError(f"{destination} is a directory; give the path of the backup file")
-    if destination.exists() and not overwrite:
-        raise TransferError(f"{destination} already exists (use --force to replace it)")
-    if not destination.parent.is_dir():
-        raise TransferError(f"the directory {destination.parent} does not exist")
-    partial = destination.with_name(f".{destination.name}.{os.getpid()}.partial")
-    source = sqlite3.connect(source_path, timeout=busy_timeout_ms / 1000)
-    try:
-        target = sqlite3.connect(partial)
-        try:
-            source.backup(target)  # pages=-1: everything in one step, one snapshot
-            target.execute("PRAGMA journal_mode = DELETE")
-            problems = [row[0] for row in target.execute("PRAGMA integrity_check")]
-            if problems != ["ok"]:
-                raise TransferError(f"the copy failed its integrity check: {'; '.join(problems[:5])}")
-            departments = target.execute("SELECT count(*) FROM departments").fetchone()[0]
-            users = target.execute("SELECT count(*) FROM users").fetchone()[0]
-        finally:
-            target.close()
-        with open(partial, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(partial, destination)
-        directory = os.open(destination.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except sqlite3.Error as error:
-        raise TransferError(f"backup failed: {error}") from error
-    finally:
-        source.close()
-        for leftover in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm"), Path(f"{partial}-journal")):
-            leftover.unlink(missing_ok=True)
-    return Backup(destination, destination.stat().st_size, departments, users)

@@ -7,8 +7,10 @@ from typing import Any
 from flask import Blueprint
 
 import db
-import services
-from auth import current_user, granted, request_body, request_query, require_all, require_any
+import account_service
+import workspace_service
+from access import current_user, granted, require_all, require_any
+from request_input import request_body, request_query
 from cache import settings
 from errors import ApiError
 from openapi import doc
@@ -24,10 +26,9 @@ from schemas import (
     UserResponseSchema,
     UsersListQuerySchema,
     UsersListSchema,
-    dump,
-    load,
     parse_sort,
 )
+from validation import dump, load
 
 bp = Blueprint("users", __name__, url_prefix="/api/v1")
 
@@ -42,7 +43,7 @@ def create_user() -> Any:
     if not granted("create-user"):
         # Rocket.Chat checks this inside saveUser: a 400 Meteor error, not a 403.
         raise ApiError.meteor("error-action-not-allowed", "Adding user is not allowed", method="insertOrUpdateUser")
-    user = services.create_user(db.session(), data)
+    user = account_service.create_user(db.session(), data)
     return dump(UserResponseSchema, {"user": user})
 
 
@@ -51,7 +52,7 @@ def create_user() -> Any:
 def user_info() -> Any:
     """One user, by `userId` or `username`."""
     params = request_query(UserIdSchema)
-    user = services.find_user(db.session(), user_id=params.get("userId"), username=params.get("username"))
+    user = account_service.find_user(db.session(), user_id=params.get("userId"), username=params.get("username"))
     if user is None:
         raise ApiError.meteor("error-invalid-user", "Invalid user")
     return dump(UserResponseSchema, {"user": user})
@@ -64,8 +65,8 @@ def list_users() -> Any:
     params = request_query(UsersListQuerySchema)
     require_all("view-user-administration")
     session = db.session()
-    offset, limit = services.page_window(settings(), params.get("offset"), params.get("count"))
-    users, total = services.list_users(session, offset, limit)
+    offset, limit = workspace_service.page_window(settings(), params.get("offset"), params.get("count"))
+    users, total = account_service.list_users(session, offset, limit)
     return dump(UsersListSchema, {"users": users, "count": len(users), "offset": offset, "total": total})
 
 
@@ -76,12 +77,12 @@ def delete_user() -> Any:
     params = load(UserIdSchema, request_body())
     require_all("delete-user")
     session = db.session()
-    user = services.find_user(session, user_id=params.get("userId"), username=params.get("username"))
+    user = account_service.find_user(session, user_id=params.get("userId"), username=params.get("username"))
     if user is None:
         raise ApiError.meteor("error-invalid-user", "Invalid user")
     if user.id == current_user().id:
         raise ApiError.meteor("error-action-not-allowed", "You cannot delete yourself")
-    services.delete_user(session, user)
+    account_service.delete_user(session, user)
     return dump(SuccessSchema, {})
 
 
@@ -90,7 +91,7 @@ def delete_user() -> Any:
 def list_livechat_users(user_type: str) -> Any:
     """Agents or managers, paginated and searchable by `text`."""
     params = request_query(LivechatUsersQuerySchema)
-    role = services.livechat_role(user_type)
+    role = account_service.livechat_role(user_type)
     if user_type == "agent":
         if not granted("transfer-livechat-guest", "edit-omnichannel-contact"):
             raise ApiError.plain("unauthorized", 403)
@@ -98,8 +99,8 @@ def list_livechat_users(user_type: str) -> Any:
         raise ApiError.plain("unauthorized", 403)
     session = db.session()
     sort = parse_sort(params.get("sort"), USER_SORT_FIELDS, {"name": 1})
-    offset, limit = services.page_window(settings(), params.get("offset"), params.get("count"))
-    users, total = services.list_role_members(
+    offset, limit = workspace_service.page_window(settings(), params.get("offset"), params.get("count"))
+    users, total = account_service.list_role_members(
         session, role, text=params.get("text"), exclude_id=params.get("excludeId"),
         only_available=bool(params.get("onlyAvailable")), offset=offset, count=limit, sort=sort,
     )
@@ -112,7 +113,7 @@ def add_livechat_user(user_type: str) -> Any:
     """Give a user the agent or manager role (needs `view-livechat-manager`)."""
     data = load(LivechatUserAddSchema, request_body())
     require_all("view-livechat-manager")
-    user = services.add_role(db.session(), data["username"], services.livechat_role(user_type))
+    user = account_service.add_role(db.session(), data["username"], account_service.livechat_role(user_type))
     return dump(LivechatUserAddedSchema, {"user": {"_id": user.id, "username": user.username}})
 
 
@@ -121,8 +122,8 @@ def add_livechat_user(user_type: str) -> Any:
 def get_livechat_user(user_type: str, user_id: str) -> Any:
     """One agent or manager; `user: null` when the user lacks that role."""
     require_all("view-livechat-manager")
-    role = services.livechat_role(user_type)
-    user = services.find_user(db.session(), user_id=user_id)
+    role = account_service.livechat_role(user_type)
+    user = account_service.find_user(db.session(), user_id=user_id)
     if user is None:
         raise ApiError.plain("User not found")
     return dump(LivechatUserResponseSchema, {"user": user if user.has_role(role) else None})
@@ -133,5 +134,5 @@ def get_livechat_user(user_type: str, user_id: str) -> Any:
 def remove_livechat_user(user_type: str, user_id: str) -> Any:
     """Take the agent or manager role away; an agent also leaves every department."""
     require_any("view-livechat-manager")
-    services.remove_role(db.session(), user_id, services.livechat_role(user_type))
+    account_service.remove_role(db.session(), user_id, account_service.livechat_role(user_type))
     return dump(SuccessSchema, {})

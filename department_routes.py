@@ -15,8 +15,9 @@ from flask import Blueprint, Response, current_app, request
 
 import db
 import department_service as service
-import services
-from auth import current_user, granted, request_body, request_query, require_all, require_any
+import workspace_service
+from access import current_user, granted, require_all, require_any
+from request_input import request_body, request_query
 from cache import ListEntry, cached, caches, settings
 from errors import ApiError
 from openapi import doc
@@ -43,11 +44,9 @@ from schemas import (
     ListByIdsQuerySchema,
     SuccessSchema,
     check_json_param,
-    dump,
-    load,
     parse_sort,
-    query_args,
 )
+from validation import dump, load, query_args
 
 bp = Blueprint("departments", __name__, url_prefix="/api/v1/livechat")
 
@@ -82,7 +81,7 @@ def _department_list(
     session = db.session()
     sort = parse_sort(params.get("sort"), service.DEPARTMENT_SORT, {"name": 1})
     check_json_param("query", params.get("query"))
-    offset, limit = services.page_window(settings(), params.get("offset"), params.get("count"))
+    offset, limit = workspace_service.page_window(settings(), params.get("offset"), params.get("count"))
     where = service.ListFilter(
         text=params.get("text"),
         exclude_id=params.get("excludeDepartmentId"),
@@ -354,7 +353,7 @@ def list_agents(department_id: str) -> Any:
 
     def build() -> dict[str, Any]:
         session = db.session()
-        offset, limit = services.page_window(settings(), params.get("offset"), params.get("count"))
+        offset, limit = workspace_service.page_window(settings(), params.get("offset"), params.get("count"))
         agents, total = service.list_department_agents(session, department_id, sort, offset, limit)
         return dump(DepartmentAgentListSchema, {"agents": agents, "count": len(agents), "offset": offset, "total": total})
 

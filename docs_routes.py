@@ -17,7 +17,7 @@ from importlib.resources import files
 from flask import Blueprint, Response, send_from_directory
 from werkzeug.exceptions import NotFound
 
-from auth import public
+from access import public
 from openapi import doc
 
 bp = Blueprint("apidocs", __name__)

@@ -7,9 +7,11 @@ from typing import Any
 from flask import Blueprint
 
 import db
-import services
-from auth import public, request_body, request_query, require_all
+import workspace_service
+from access import public, require_all
+from request_input import request_body, request_query
 from openapi import doc
+from version import VERSION
 from schemas import (
     InfoSchema,
     PermissionsListQuerySchema,
@@ -19,11 +21,8 @@ from schemas import (
     SettingSchema,
     SettingValueSchema,
     SuccessSchema,
-    dump,
-    load,
 )
-
-VERSION = "1.0.0"
+from validation import dump, load
 
 bp = Blueprint("admin", __name__, url_prefix="/api")
 
@@ -41,7 +40,7 @@ def info() -> Any:
 def list_permissions() -> Any:
     """Every permission with its roles; with `updatedSince`, only those changed after it."""
     params = request_query(PermissionsListQuerySchema)
-    permissions = services.list_permissions(db.session(), params.get("updatedSince"))
+    permissions = workspace_service.list_permissions(db.session(), params.get("updatedSince"))
     return dump(PermissionsListSchema, {"update": permissions, "remove": []})
 
 
@@ -51,7 +50,7 @@ def update_permissions() -> Any:
     """Set the roles of permissions (needs `access-permissions`)."""
     data = load(PermissionsUpdateSchema, request_body())
     require_all("access-permissions")
-    permissions = services.update_permissions(db.session(), data["permissions"])
+    permissions = workspace_service.update_permissions(db.session(), data["permissions"])
     return dump(PermissionsUpdatedSchema, {"permissions": permissions})
 
 
@@ -60,7 +59,7 @@ def update_permissions() -> Any:
 def get_setting(setting_id: str) -> Any:
     """Read one setting (needs `view-privileged-setting`)."""
     require_all("view-privileged-setting")
-    return dump(SettingSchema, services.get_setting(db.session(), setting_id))
+    return dump(SettingSchema, workspace_service.get_setting(db.session(), setting_id))
 
 
 @bp.post("/v1/settings/<setting_id>")
@@ -69,5 +68,5 @@ def set_setting(setting_id: str) -> Any:
     """Change one setting (needs `edit-privileged-setting`)."""
     data = load(SettingValueSchema, request_body())
     require_all("edit-privileged-setting")
-    services.set_setting(db.session(), setting_id, data["value"])
+    workspace_service.set_setting(db.session(), setting_id, data["value"])
     return dump(SuccessSchema, {})

@@ -1,4 +1,5 @@
-"""Use cases of accounts, permissions and settings: each one transaction, raising ApiError.
+"""Account use cases: passwords, login tokens, login throttling, users and their omnichannel
+roles, and the first admin. Each one transaction, raising ApiError.
 
 No Flask request objects here: views hand in plain values and a Session. Write use cases
 commit at their end; a failure before that leaves the database as it was (the request's
@@ -13,7 +14,7 @@ import hmac
 import logging
 import math
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,11 +22,12 @@ from typing import Any
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, case, delete, func, literal, or_, select, update
+from sqlalchemy import case, delete, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from department_service import recount_agents
 from errors import ApiError
 from models import (
     LOGIN_KEY_MAX,
@@ -33,31 +35,15 @@ from models import (
     DepartmentAgent,
     LoginFailure,
     LoginToken,
-    Permission,
     Role,
-    Setting,
     User,
     UserRole,
-    utcnow,
 )
 
 log = logging.getLogger(__name__)
 
 ROLES = ("admin", "livechat-manager", "livechat-monitor", "livechat-agent", "user")
 LIVECHAT_ROLES = {"agent": "livechat-agent", "manager": "livechat-manager"}
-
-# Setting id -> the Python type its value must have (bool is checked before int).
-SETTING_TYPES: dict[str, type] = {
-    "API_Default_Count": int,
-    "API_Upper_Count_Limit": int,
-    "API_Allow_Infinite_Count": bool,
-    "Omnichannel_enable_department_removal": bool,
-    "DEPARTMENT_LIMIT": int,
-    "Livechat_enabled": bool,
-    "Livechat_Routing_Method": str,
-    "Livechat_enable_business_hours": bool,
-    "Livechat_business_hour_type": str,
-}
 
 # ---------------------------------------------------------------------------
 # Passwords and tokens
@@ -78,7 +64,7 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-# Passwords imported from Rocket.Chat (transfer.py): Meteor's accounts-password stores
+# Passwords imported from Rocket.Chat (data_transfer.py): Meteor's accounts-password stores
 # bcrypt(hex(sha256(password))); we keep that hash behind this prefix until the first login.
 RC_BCRYPT_PREFIX = "rcbcrypt$"
 
@@ -304,107 +290,6 @@ def logout(session: Session, token: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Permissions
-# ---------------------------------------------------------------------------
-
-
-def permission_roles(session: Session) -> dict[str, frozenset[str]]:
-    """Every permission with the roles that hold it."""
-    return {p.id: frozenset(p.roles) for p in session.scalars(select(Permission))}
-
-
-def list_permissions(session: Session, updated_since: str | None) -> list[Permission]:
-    query = select(Permission).order_by(Permission.id)
-    if updated_since is not None:
-        try:
-            since = datetime.fromisoformat(updated_since.replace("Z", "+00:00"))
-        except ValueError:
-            raise ApiError.meteor(
-                "error-roomId-param-invalid", "The \"updatedSince\" query parameter must be a valid date."
-            ) from None
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
-        # Clients only ever see milliseconds, but stored times may hold microseconds (the seed
-        # migration's): "changed after T" means "shown later than T", i.e. from T's next millisecond.
-        since = since.replace(microsecond=since.microsecond // 1000 * 1000) + timedelta(milliseconds=1)
-        query = query.where(Permission.updated_at >= since)
-    return list(session.scalars(query))
-
-
-def update_permissions(session: Session, changes: list[dict[str, Any]]) -> list[Permission]:
-    """Replace the roles of each named permission (all or nothing)."""
-    known_roles = set(session.scalars(select(Role.id)))
-    rows = {p.id: p for p in session.scalars(select(Permission).with_for_update())}
-    for change in changes:
-        if change["id"] not in rows:
-            raise ApiError("Invalid permission", error_type="error-invalid-permission")
-        if len(set(change["roles"])) != len(change["roles"]):
-            raise ApiError("Invalid body params", error_type="error-invalid-body-params")
-        if not known_roles.issuperset(change["roles"]):
-            raise ApiError("Invalid role", error_type="error-invalid-role")
-    now = utcnow()
-    for change in changes:
-        rows[change["id"]].roles = list(change["roles"])
-        rows[change["id"]].updated_at = now
-    session.commit()
-    return sorted(rows.values(), key=lambda p: p.id)
-
-
-# ---------------------------------------------------------------------------
-# Settings
-# ---------------------------------------------------------------------------
-
-
-def get_setting(session: Session, setting_id: str) -> Setting:
-    setting = session.get(Setting, setting_id)
-    if setting is None:
-        raise ApiError.plain(None)  # Rocket.Chat: 400 {"success": false}
-    return setting
-
-
-def all_settings(session: Session) -> dict[str, Any]:
-    return {setting_id: value for setting_id, value in session.execute(select(Setting.id, Setting.value))}
-
-
-
-def set_setting(session: Session, setting_id: str, value: Any) -> None:
-    setting = session.get(Setting, setting_id, with_for_update=True)
-    if setting is None:
-        raise ApiError.plain(None)
-    expected = SETTING_TYPES.get(setting_id)
-    # Integers must fit 32 bits: SQLite would hand larger ones back as floats.
-    if (expected is not None and type(value) is not expected) or (expected is int and not -(2**31) <= value < 2**31):
-        raise ApiError.meteor("error-invalid-setting-value", "Invalid setting value", method="saveSetting")
-    setting.value = value
-    session.commit()
-
-
-# ---------------------------------------------------------------------------
-# Pagination (Rocket.Chat's getPaginationItems, shared/spec §3.8)
-# ---------------------------------------------------------------------------
-
-
-MAX_SQL_INT = 2**63 - 1
-
-
-def page_window(settings: Mapping[str, Any], offset: float | None, count: float | None) -> tuple[int, int | None]:
-    """(offset, limit) from the query; limit None means "all" (`count=0` when allowed)."""
-    default = settings.get("API_Default_Count") or 0
-    upper = settings.get("API_Upper_Count_Limit") or 0
-    default = default if default > 0 else 50
-    upper = upper if upper > 0 else 100
-    # OFFSET/LIMIT must fit a signed 64-bit integer on both databases, and int(inf) raises:
-    # clamp before truncating (an offset past every row is an empty page either way).
-    start = int(min(max(offset, 0), MAX_SQL_INT)) if offset else 0
-    if count is None:
-        return start, min(default, upper)
-    limit = int(min(count, MAX_SQL_INT))
-    if limit == 0:
-        return start, None if settings.get("API_Allow_Infinite_Count", True) else min(default, upper)
-    return start, min(limit, upper)
-
-
-# ---------------------------------------------------------------------------
 # Users
 # ---------------------------------------------------------------------------
 
@@ -480,28 +365,6 @@ def _unlink_agent(session: Session, user_id: str) -> None:
     )
     session.execute(delete(DepartmentAgent).where(DepartmentAgent.agent_id == user_id))
     recount_agents(session, department_ids)
-
-
-RECOUNT_AGENTS = (
-    update(Department)
-    .where(Department.id.in_(bindparam("ids", expanding=True)))
-    .values(
-        num_agents=select(func.count()).where(DepartmentAgent.department_id == Department.id).scalar_subquery(),
-        updated_at=bindparam("now", type_=Department.__table__.c.updated_at.type),
-    )
-    .execution_options(synchronize_session=False)
-)
-
-
-def recount_agents(session: Session, department_ids: Iterable[str]) -> None:
-    """Set numAgents to the number of links, and touch _updatedAt (shared/spec §1.4)."""
-    department_ids = list(department_ids)
-    session.execute(
-        RECOUNT_AGENTS,
-        {"ids": department_ids, "now": utcnow()},
-        # for the change log (db.py): which departments, and what changes in them
-        execution_options={"department_ids": department_ids, "department_fields": ("num_agents", "updated_at")},
-    )
 
 
 # ---------------------------------------------------------------------------
