@@ -16,9 +16,9 @@ from flask import current_app, g, request
 
 import account_service
 import db
-import workspace_service
-from cache import cached, caches
+from cache import caches
 from errors import ApiError
+from observability import request_id
 from request_input import holds_nul
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,14 +32,18 @@ def public(view: F) -> F:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: a snapshot of the user, cached per data version (cache.py).
+    """Who is calling: the user with the roles and permissions they hold, cached per version of
+    the accounts (cache.py).
 
-    Revoking a token (logout, password change, user deleted or deactivated) is a committed
-    write, which empties the cache; expiry is not, so it is kept here and checked on every use.
+    Revoking a token (logout, password change, user deleted or deactivated) and changing a role
+    or a permission are committed writes, which empty that cache; expiry is not, so it is kept
+    here and checked on every use.
     """
 
     id: str
+    username: str
     roles: frozenset[str]
+    permissions: frozenset[str]
     expires_at: datetime | None = None
 
     def expired(self) -> bool:
@@ -47,7 +51,8 @@ class Caller:
 
 
 def authenticate() -> None:
-    """before_request: resolve X-User-Id + X-Auth-Token into `g.caller`, or answer 401."""
+    """before_request: resolve X-User-Id + X-Auth-Token into `g.caller`, or answer 401. A request
+    that may write names its caller to the change log (db.record_actor)."""
     if request.routing_exception is not None or not request.path.startswith("/api/"):
         return  # unknown routes answer 404/405; health checks and docs are public
     if request.method == "OPTIONS":
@@ -59,19 +64,22 @@ def authenticate() -> None:
     token = request.headers.get("X-Auth-Token", "")
     if holds_nul(user_id + token):
         raise ApiError.unauthorized()
-    caller = cached(caches().callers, (user_id, token), lambda: _find_caller(user_id, token)) if user_id and token else None
+    caller = caches().callers.get_or_build((user_id, token), lambda: _find_caller(user_id, token)) if user_id and token else None
     if caller is None or caller.expired():
         raise ApiError.unauthorized()
     g.caller = caller
     g.auth_token = token
+    if request.method not in db.SAFE_METHODS:
+        db.record_actor(
+            db.session(), {"type": "user", "userId": caller.id, "username": caller.username, "requestId": request_id()}
+        )
 
 
 def _find_caller(user_id: str, token: str) -> Caller | None:
-    found = account_service.authenticated_user(db.session(), user_id, token, token_ttl())
+    found = account_service.authenticated_caller(db.session(), user_id, token, token_ttl())
     if found is None:
         return None
-    user, expires_at = found
-    return Caller(user.id, frozenset(user.roles), expires_at)
+    return Caller(found.id, found.username, found.roles, found.permissions, found.expires_at)
 
 
 def token_ttl() -> timedelta | None:
@@ -92,9 +100,8 @@ def current_user() -> Caller:
 
 def granted(*permissions: str) -> set[str]:
     """Which of `permissions` the caller's roles grant."""
-    roles_of = cached(caches().permissions, "all", lambda: workspace_service.permission_roles(db.session()))
-    roles = current_user().roles
-    return {p for p in permissions if not roles.isdisjoint(roles_of.get(p, ()))}
+    held = current_user().permissions
+    return {permission for permission in permissions if permission in held}
 
 
 def require_any(*permissions: str) -> None:

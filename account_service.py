@@ -17,12 +17,13 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import case, delete, func, literal, or_, select
+from sqlalchemy import Select, bindparam, case, delete, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -35,6 +36,7 @@ from models import (
     DepartmentAgent,
     LoginFailure,
     LoginToken,
+    Permission,
     Role,
     User,
     UserRole,
@@ -126,21 +128,65 @@ def _valid_token(token: str, ttl: timedelta | None) -> Any:
     return condition
 
 
-def authenticated_user(
-    session: Session, user_id: str, token: str, ttl: timedelta | None = None
-) -> tuple[User, datetime | None] | None:
-    """The active user owning this `X-User-Id` + `X-Auth-Token` pair, with the token's expiry
-    (None: never), if the token exists and has not expired. Callers that keep the answer
-    (auth.py's cache) must compare the expiry with the clock each time they use it."""
-    row = session.execute(
-        select(User, LoginToken.created_at)
+@dataclass(frozen=True)
+class Authenticated:
+    """The user behind a login token, with what their roles grant."""
+
+    id: str
+    username: str
+    roles: frozenset[str]
+    permissions: frozenset[str]
+    expires_at: datetime | None  # None: never
+
+
+@lru_cache(maxsize=2)
+def _caller_statement(dialect_name: str) -> Select[Any]:
+    """The token's user, their roles and the permissions those roles hold: one statement, so
+    authenticating a request and checking its permissions cost one round trip."""
+    if dialect_name == "postgresql":
+        aggregate, elements = func.string_agg, func.json_array_elements_text
+    else:
+        aggregate, elements = func.group_concat, func.json_each
+    granted_role = elements(Permission.roles).table_valued("value").alias("granted_role")
+    roles = select(aggregate(UserRole.role_id, " ")).where(UserRole.user_id == User.id).scalar_subquery()
+    holds = (
+        select(literal(1))
+        .select_from(granted_role)
+        .join(UserRole, UserRole.role_id == granted_role.c.value)
+        .where(UserRole.user_id == User.id)
+        .correlate(User, Permission)
+    )
+    permissions = select(aggregate(Permission.id, " ")).where(holds.exists()).correlate(User).scalar_subquery()
+    return (
+        select(User.id, User.username, LoginToken.created_at, roles, permissions)
         .join(LoginToken, LoginToken.user_id == User.id)
-        .where(_valid_token(token, ttl), User.active.is_(True))
+        .where(
+            LoginToken.hashed_token == bindparam("hashed_token"),
+            LoginToken.created_at > bindparam("oldest", type_=LoginToken.__table__.c.created_at.type),
+            User.active.is_(True),
+        )
+    )
+
+
+def authenticated_caller(session: Session, user_id: str, token: str, ttl: timedelta | None = None) -> Authenticated | None:
+    """The active user owning this `X-User-Id` + `X-Auth-Token` pair, if the token exists and
+    has not expired. Callers that keep the answer (cache.py) must compare its expiry with the
+    clock each time they use it."""
+    connection = session.connection()
+    oldest = now() - ttl if ttl is not None else datetime(1970, 1, 1, tzinfo=UTC)
+    row = connection.execute(
+        _caller_statement(connection.dialect.name), {"hashed_token": hash_token(token), "oldest": oldest}
     ).one_or_none()
-    if row is None or not hmac.compare_digest(row[0].id, user_id):
+    if row is None or not hmac.compare_digest(row[0], user_id):
         return None
-    user, created_at = row
-    return user, (created_at + ttl if ttl is not None else None)
+    found_id, username, created_at, roles, permissions = row
+    return Authenticated(
+        found_id,
+        username,
+        frozenset((roles or "").split()),
+        frozenset((permissions or "").split()),
+        created_at + ttl if ttl is not None else None,
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -10,9 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-
 import db
-
 from data_transfer import TransferError
 
 # ---------------------------------------------------------------------------

@@ -26,12 +26,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
-import schemas
-import validation
 import account_service
 import backups
 import data_transfer
+import db
 import rocketchat_import
+import schemas
+import validation
 from errors import ApiError
 from models import Role, User
 
@@ -101,7 +102,8 @@ def database_session(*, write: bool = False) -> Iterator[Session]:
     session: Session = current_app.extensions["db.sessionmaker"]()
     with session:
         if write:
-            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+            db.begin_write(session)
+            db.record_actor(session, {"type": "cli"})
         yield session
 
 

@@ -558,7 +558,7 @@ def apply_sections(
     for row in departments:
         count = agents_of.get(row["id"], 0)
         declared = row["num_agents"] if "num_agents" in row else (local_counts.get(row["id"]) or {}).get("num_agents")
-        # Absent numAgents means "never had an agent change" (shared/spec §1.4); keep it absent.
+        # Absent numAgents means "never had an agent change" (docs/compatibility.md §1.4); keep it absent.
         new_value = None if declared is None and count == 0 else count
         if "num_agents" in row and new_value != declared:
             report.note("departments: numAgents of the input differs from their links, recomputed", row["id"])
@@ -566,7 +566,7 @@ def apply_sections(
         row["name_folded"] = row["name"].casefold()
     _upsert(session, "departments", departments, report, progress)
 
-    # --- links; the username always comes from the user record (shared/spec §1.3) ---
+    # --- links; the username always comes from the user record (docs/compatibility.md §1.3) ---
     for row in links:
         row["username"] = user_names[row["agent_id"]]
     _upsert(session, "department_agents", links, report, progress)

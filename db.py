@@ -1,33 +1,38 @@
-"""Database engine and the session of a request.
+"""Database engine, the session of a request, and the version counters every read starts with.
 
-SQLite needs care to be a safe multi-process store (see shared/notes/ecosystem.md §3.3):
-pysqlite's legacy transaction handling silently loses concurrent read-modify-write updates,
-so we take transaction control ourselves and open write transactions with BEGIN IMMEDIATE,
-which queues writers on the file lock (under busy_timeout) instead of failing or losing data.
-On PostgreSQL the same code locks rows that are read then changed (`with_for_update`).
+SQLite needs care to be a safe multi-process store (docs/architecture.md): pysqlite's legacy
+transaction handling silently loses concurrent read-modify-write updates, so we take transaction
+control ourselves and open write transactions with BEGIN IMMEDIATE, which queues writers on the
+file lock (under busy_timeout) instead of failing or losing data. On PostgreSQL the same code
+locks rows that are read then changed (`with_for_update`).
+
+The version counters and the change log are kept by the database's triggers (migration 0009),
+so this module only tells them who writes (begin_write) and reads the counters (VersionReader).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from flask import Flask, current_app, g, request
-from sqlalchemy import Engine, bindparam, create_engine, delete, event, insert, inspect, text, update
+from sqlalchemy import Engine, create_engine, delete, event, insert, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from errors import ApiError
-from models import DataVersion, Department, DepartmentAgent, DepartmentChange
+from models import WriteContext
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,10 @@ def is_sqlite(engine: Engine) -> bool:
 
 def _unicode_lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
+
+
+def _casefold(value: object) -> object:
+    return value.casefold() if isinstance(value, str) else value
 
 
 def make_engine(
@@ -82,8 +91,9 @@ def make_engine(
         _switch_to_wal(cursor, sqlite_busy_timeout_ms)
         cursor.close()
         # SQLite's lower() folds ASCII only; Python's folds every script, as PostgreSQL's does,
-        # so a case-insensitive `text` search finds "Élodie" on both (decisions.md).
+        # so a case-insensitive `text` search finds "Élodie" on both (docs/compatibility.md §D.15).
         dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
+        dbapi_connection.create_function("casefold", 1, _casefold, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):  # type: ignore[no-untyped-def]
@@ -138,166 +148,69 @@ def init_app(app: Flask) -> None:
         sqlite_busy_timeout_ms=app.config["SQLITE_BUSY_TIMEOUT_MS"],
     )
     app.extensions["db.engine"] = engine
-    app.extensions["db.sessionmaker"] = versioned_sessionmaker(engine)
+    app.extensions["db.sessionmaker"] = plain_sessionmaker(engine)
     app.extensions["db.version_reader"] = VersionReader(engine)
     app.teardown_appcontext(close_session)
 
 
-# Which version counter a write to each table moves (models.DataVersion). Caches of callers and
-# permissions follow AUTH, department responses follow DATA, settings follow SETTINGS, so
-# department writes neither make every worker re-authenticate its callers nor reload the
-# settings. Tables not listed (login_failures) move none.
+# The version counters (models.DataVersion), moved by the database's own triggers: caches of
+# department answers follow DATA, of callers AUTH, of settings SETTINGS.
 DATA, AUTH, SETTINGS = 1, 2, 3
-VERSIONED_TABLES = {
-    "departments": DATA,
-    "department_agents": DATA,
-    "settings": SETTINGS,
-    "users": AUTH,
-    "user_roles": AUTH,
-    "login_tokens": AUTH,
-    "permissions": AUTH,
-    "roles": AUTH,
-}
+
+WRITE_CONTEXT_SETTING = "departments.actor"  # PostgreSQL: read by the change log's triggers
 
 
-# The change log (models.DepartmentChange): "*" stands for every department, written when a
-# statement does not say which departments it changes (execution option `department_ids`).
-ANY_DEPARTMENT = "*"
-CHANGES_KEPT = 10_000  # versions of the log kept; pruned every PRUNE_EVERY versions
-PRUNE_EVERY = 100
-# How a change changed its department (DepartmentChange.fields): created, deleted, or the set
-# of changed columns, AGENT_LINKS standing for its agent links. UNKNOWN: anything may have
-# changed (a bulk statement that does not name its columns: execution option `department_fields`).
-CREATED, DELETED, UNKNOWN, AGENT_LINKS = "+", "-", "?", "agents"
-
-
-def _changes_of(session: Session, instance: object) -> dict[str, set[str]]:
-    """The departments a flushed row belongs to (before and after the change), each with how
-    the row changed it."""
-    state = inspect(instance)
-    if isinstance(instance, Department):
-        attribute = "id"
-        if instance in session.new:
-            fields = {CREATED}
-        elif instance in session.deleted:
-            fields = {DELETED}
-        else:
-            fields = {changed.key for changed in state.attrs if changed.history.has_changes()}
-    elif isinstance(instance, DepartmentAgent):
-        attribute, fields = "department_id", {AGENT_LINKS}
-    else:
-        return {}
-    history = state.attrs[attribute].history
-    ids = {value for value in (*history.added, *history.unchanged, *history.deleted) if value is not None}
-    return {department_id: fields for department_id in ids}
-
-
-def _logged_fields(fields: set[str]) -> str | None:
-    """One department's changes in one transaction, as DepartmentChange.fields spells them."""
-    for marker in (DELETED, CREATED):
-        if marker in fields:
-            return marker
-    return None if UNKNOWN in fields else ",".join(sorted(fields))
-
-
-# Built once: every committed write runs them.
-BUMP_VERSIONS = (
-    update(DataVersion)
-    .where(DataVersion.id.in_(bindparam("counters", expanding=True)))
-    .values(version=DataVersion.version + 1)
-    .returning(DataVersion.id, DataVersion.version)
-)
-LOG_CHANGES = insert(DepartmentChange)
-# PostgreSQL does both in one statement, one round trip fewer for every write (README,
-# Performance): the log rows take the data version the same statement bumped, and come as two
-# parallel arrays, so the SQL text stays the same whatever the number of departments.
-BUMP_AND_LOG = text(
-    f"""
-    WITH bumped AS (
-        UPDATE data_version SET version = version + 1 WHERE id = ANY(CAST(:counters AS INTEGER[])) RETURNING id, version
-    ), logged AS (
-        INSERT INTO department_changes (version, department_id, fields)
-        SELECT bumped.version, change.department_id, change.fields
-        FROM bumped, unnest(CAST(:department_ids AS VARCHAR[]), CAST(:fields AS VARCHAR[]))
-            AS change(department_id, fields)
-        WHERE bumped.id = {DATA}
-    )
-    SELECT id, version FROM bumped
-    """
-)
-
-
-def versioned_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that increment the version counters of what each transaction wrote, and log
-    which departments it changed, and how."""
+def plain_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that tell the change log's triggers who wrote (begin_write), and that refuse to
+    write in a PostgreSQL read request (autocommit: each statement would commit on its own)."""
     factory = sessionmaker(engine, expire_on_commit=False)
 
-    def note(session: Session, table: str, changes: Mapping[str, set[str]]) -> None:
-        if session.info.get("read_only"):  # autocommit: a write could not be versioned atomically
-            raise RuntimeError(f"a read-only request wrote to {table}")
-        counter = VERSIONED_TABLES.get(table)
-        if counter is not None:
-            session.info.setdefault("written", set()).add(counter)
-        if counter == DATA:
-            noted = session.info.setdefault("departments", {})
-            for department_id, fields in (changes or {ANY_DEPARTMENT: {UNKNOWN}}).items():
-                noted.setdefault(department_id, set()).update(fields)
+    def refuse_in_read_only(session: Session) -> None:
+        if session.info.get("read_only"):
+            raise RuntimeError("a read-only request wrote to the database")
 
-    @event.listens_for(factory, "after_flush")
-    def _flushed(session: Session, _context: object) -> None:
-        for instance in (*session.new, *session.dirty, *session.deleted):
-            note(session, instance.__table__.name, _changes_of(session, instance))
+    @event.listens_for(factory, "before_flush")
+    def _flushing(session: Session, _context: object, _instances: object) -> None:
+        refuse_in_read_only(session)
 
     @event.listens_for(factory, "do_orm_execute")
     def _executed(state: ORMExecuteState) -> None:
         if state.is_insert or state.is_update or state.is_delete:
-            table = state.statement.table.name  # type: ignore[attr-defined]
-            options = state.execution_options
-            if table == "department_agents":
-                fields = {AGENT_LINKS}
-            else:  # a statement on departments names the columns it sets, or anything may change
-                fields = set(options.get("department_fields", {UNKNOWN}))
-            note(state.session, table, {department_id: fields for department_id in options.get("department_ids", ())})
+            refuse_in_read_only(state.session)
 
     @event.listens_for(factory, "before_commit")
-    def _bump_versions(session: Session) -> None:
-        session.flush()  # commit flushes after this hook; flush first so its writes count
-        written = session.info.pop("written", None)
-        departments = session.info.pop("departments", None) or {ANY_DEPARTMENT: {UNKNOWN}}
-        if not written:
-            return
-        # Core statements on the connection: part of this transaction, invisible to the ORM hooks.
-        connection = session.connection()
-        changes = sorted(departments.items())
-        if connection.dialect.name == "postgresql":
-            bumped = connection.execute(
-                BUMP_AND_LOG,
-                {
-                    "counters": sorted(written),
-                    "department_ids": [department_id for department_id, _ in changes],
-                    "fields": [_logged_fields(fields) for _, fields in changes],
-                },
-            )
-            version = dict(bumped.all()).get(DATA)
-        else:
-            version = dict(connection.execute(BUMP_VERSIONS, {"counters": sorted(written)}).all()).get(DATA)
-            if version is not None:
-                connection.execute(
-                    LOG_CHANGES,
-                    [
-                        {"version": version, "department_id": department_id, "fields": _logged_fields(fields)}
-                        for department_id, fields in changes
-                    ],
-                )
-        if version is not None and version % PRUNE_EVERY == 0:
-            connection.execute(delete(DepartmentChange).where(DepartmentChange.version <= version - CHANGES_KEPT))
-
-    @event.listens_for(factory, "after_rollback")
-    def _forget(session: Session) -> None:
-        session.info.pop("written", None)
-        session.info.pop("departments", None)
+    def _clear_write_context(session: Session) -> None:
+        # SQLite: the row must not outlive the transaction, or a later hand edit would be
+        # logged with this writer's name (PostgreSQL's setting ends with the transaction).
+        if session.info.pop("write_context", False):
+            session.flush()  # commit flushes after this hook: the triggers must still see the row
+            session.connection().execute(CLEAR_WRITE_CONTEXT)
 
     return factory
+
+
+SET_WRITE_CONTEXT = insert(WriteContext).prefix_with("OR REPLACE")
+CLEAR_WRITE_CONTEXT = delete(WriteContext)
+SET_ACTOR_SETTING = text(f"SELECT set_config('{WRITE_CONTEXT_SETTING}', :actor, true)")
+
+
+def begin_write(session: Session) -> None:
+    """Start `session`'s write transaction; on SQLite with BEGIN IMMEDIATE: the write lock first,
+    so the whole request is one serialised transaction (no lost update, no "database is locked"
+    half-way through)."""
+    session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+
+
+def record_actor(session: Session, actor: Mapping[str, Any]) -> None:
+    """Tell the change log's triggers who writes in `session`'s transaction (models.DepartmentChange
+    `actor`; without it they log a hand edit)."""
+    connection = session.connection()
+    encoded = json.dumps(dict(actor), separators=(",", ":"))
+    if is_sqlite(connection.engine):
+        connection.execute(SET_WRITE_CONTEXT, {"id": 1, "actor": encoded, "tx": uuid.uuid4().hex})
+        session.info["write_context"] = True
+    else:
+        connection.execute(SET_ACTOR_SETTING, {"actor": encoded})
 
 
 VERSION_QUERY = "SELECT id, version FROM data_version"
@@ -318,37 +231,16 @@ class VersionReader:
         self.opened: list[Any] = []  # every thread's connection, so close() reaches them all
 
     def read(self) -> dict[int, int]:
-        return {int(counter): int(version) for counter, version in self._fetch(VERSION_QUERY, versions=True)}
-
-    def changes(self, query: str, since: int, upto: int) -> list[Any] | None:
-        """The change log's rows after data version `since`, read by `query` (SQL whose first
-        column is the version, with a `since` parameter), all in one statement (one snapshot).
-        None when the log no longer holds every version up to `upto` (pruned): then anything
-        may have changed."""
-        if upto - since > CHANGES_KEPT:
-            return None  # further behind than the log reaches
-        rows = self._fetch(query, {"since": int(since)})
-        if not set(range(since + 1, upto + 1)) <= {int(row[0]) for row in rows}:
-            return None
-        return rows
-
-    def _fetch(self, query: str, params: dict[str, Any] | None = None, *, versions: bool = False) -> list[Any]:
-        """`query`'s rows. `versions`: the version read, whose values may come as text (bytes)."""
         for attempt in (1, 2):
             connection = getattr(self.local, "connection", None)
             try:
                 if connection is None:
                     connection = self.local.connection = self._connect()
-                if versions and hasattr(connection, "pgconn"):
-                    return _libpq_rows(connection.pgconn)
-                cursor = connection.cursor()
                 if hasattr(connection, "pgconn"):
-                    cursor.execute(query, params, prepare=True)  # planned once per connection
+                    rows = _libpq_rows(connection.pgconn)
                 else:
-                    cursor.execute(query, params or ())
-                rows = cursor.fetchall()
-                cursor.close()
-                return rows
+                    rows = connection.execute(VERSION_QUERY).fetchall()
+                return {int(counter): int(version) for counter, version in rows}
             except Exception as error:
                 self.local.connection = None
                 if connection is not None:
@@ -401,11 +293,6 @@ def data_version(counter: int) -> int:
     return versions[counter]
 
 
-def logged_changes(query: str, since: int, upto: int) -> list[Any] | None:
-    """See VersionReader.changes."""
-    return current_app.extensions["db.version_reader"].changes(query, since, upto)
-
-
 def dispose(app: Flask) -> None:
     """Close every connection of the application (tests and tools that build many apps)."""
     app.extensions["db.version_reader"].close()
@@ -417,16 +304,12 @@ def engine() -> Engine:
 
 
 def session() -> Session:
-    """The session of the current request, created on first use.
-
-    A request whose method can write starts its transaction with BEGIN IMMEDIATE on SQLite,
-    so the whole request is one serialised write transaction (no lost update, no
-    "database is locked" half-way through).
-    """
+    """The session of the current request, created on first use. A request whose method can
+    write starts its write transaction at once (begin_write)."""
     if "db_session" not in g:
         sess: Session = current_app.extensions["db.sessionmaker"]()
         if request and request.method not in SAFE_METHODS:
-            sess.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+            begin_write(sess)
         elif request and not is_sqlite(current_app.extensions["db.engine"]):
             # PostgreSQL reads in autocommit: under READ COMMITTED each statement has its own
             # snapshot anyway, so a read transaction would only add its BEGIN and ROLLBACK round

@@ -1,7 +1,7 @@
-"""Department use cases: each one transaction, raising ApiError (shared/spec §1–§2).
+"""Department use cases: each one transaction, raising ApiError (docs/compatibility.md §1–§2).
 
 Every write validates the whole request before changing anything and commits once, so a
-request that fails anywhere (department or any agent item) changes nothing (decisions.md:
+request that fails anywhere (department or any agent item) changes nothing (docs/compatibility.md §D.6:
 Rocket.Chat half-applies such requests; we do not). The department row is locked before
 it is read for change, so concurrent writers to one department serialise: on SQLite the
 request's BEGIN IMMEDIATE already does it, on PostgreSQL `with_for_update` does.
@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     Row,
     Select,
     String,
@@ -27,19 +26,17 @@ from sqlalchemy import (
     delete,
     false,
     func,
-    literal_column,
     or_,
     select,
     true,
-    type_coerce,
     update,
 )
-from sqlalchemy.types import NullType
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
-import db
 from errors import ApiError
-from models import DataVersion, Department, DepartmentAgent, DepartmentChange, User, utcnow
+from models import Department, DepartmentAgent, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +121,31 @@ def _not_archived() -> Any:
 # ---------------------------------------------------------------------------
 
 
-# Every column ListFilter.lists reads from a content key: a change to none of them leaves what
-# it says of a department as it was. (Agent links are not in a key: for an agent's departments
-# it cannot tell.)
-FILTER_COLUMNS = frozenset({"id", "type", "archived", "name", "name_folded", "enabled"})
+class folded_name(FunctionElement[str]):
+    """A department's name case-folded for `text` searches: the stored `name_folded`, or, where a
+    writer changed the name without it (a hand edit leaves it NULL, migration 0009), the name
+    folded by the database: Python's casefold on SQLite (db.make_engine), lower() in the
+    database's default collation on PostgreSQL (a database created with the "C" locale folds
+    ASCII only there)."""
+
+    type = Text()
+    inherit_cache = True
+
+
+@compiles(folded_name)
+def _folded_name_postgresql(element: folded_name, compiler: Any, **kw: Any) -> str:
+    # `name` has the "C" collation (byte order), under which lower() folds ASCII only.
+    return 'coalesce(departments.name_folded, lower(departments.name COLLATE "default"))'
+
+
+@compiles(folded_name, "sqlite")
+def _folded_name_sqlite(element: folded_name, compiler: Any, **kw: Any) -> str:
+    return "coalesce(departments.name_folded, casefold(departments.name))"
 
 
 @dataclass(frozen=True)
 class ListFilter:
-    """The filters of the department lists (shared/spec §2.1, §2.6)."""
+    """The filters of the department lists (docs/compatibility.md §2.1, §2.6)."""
 
     text: str | None = None
     enabled_only: bool = False
@@ -149,7 +162,7 @@ class ListFilter:
         elif self.archived is False:
             query = query.where(_not_archived())
         if self.text:
-            query = query.where(Department.name_folded.like(bindparam("text"), escape="\\"))
+            query = query.where(folded_name().like(bindparam("text"), escape="\\"))
         if self.enabled_only:
             query = query.where(Department.enabled.is_(True))
         if self.exclude_id is not None:
@@ -158,61 +171,6 @@ class ListFilter:
             linked = select(DepartmentAgent.department_id).where(DepartmentAgent.agent_id == bindparam("agent_id"))
             query = query.where(Department.id.in_(linked))
         return query
-
-    @cached_property
-    def watched(self) -> frozenset[str]:
-        """The columns (db.AGENT_LINKS: the agent links) whose change can move a department into
-        or out of this filter."""
-        columns = {"id", "type"}
-        if self.archived is not None:
-            columns.add("archived")
-        if self.text:
-            columns |= {"name", "name_folded"}
-        if self.enabled_only:
-            columns.add("enabled")
-        if self.agent_id is not None:
-            columns.add(db.AGENT_LINKS)
-        return frozenset(columns)
-
-    def lists(self, key: tuple[Any, ...]) -> bool | None:
-        """Whether this filter lists the department with this content key (DEPARTMENT_KEY), as
-        `apply` does in SQL; None when the key cannot tell (agent links are not in it)."""
-        def true(column: str) -> bool:  # SQL's `IS TRUE`: SQLite stores booleans as 0/1
-            return bool(key[KEY_INDEX[column]])
-
-        if key[KEY_INDEX["type"]] not in (None, "d"):
-            return False
-        if (self.archived is True and not true("archived")) or (self.archived is False and true("archived")):
-            return False
-        if self.enabled_only and not true("enabled"):
-            return False
-        if self.exclude_id is not None and key[KEY_INDEX["id"]] == self.exclude_id:
-            return False
-        if self.text and self.text.casefold() not in (key[KEY_INDEX["name_folded"]] or ""):
-            return False
-        return None if self.agent_id is not None else True
-
-    def count_change(self, change: Any) -> int | None:
-        """How one logged change (cache.Change) moves the number of departments listed: 1 or 0,
-        or None when the log cannot tell (anything, a deletion, a created department whose
-        filter columns may have changed since, a column the filter reads)."""
-        fields = change.fields
-        if change.department_id == db.ANY_DEPARTMENT or fields is None or fields == db.DELETED:
-            return None
-        if fields == db.CREATED:
-            listed = None if change.filtered_key is None else self.lists(change.filtered_key)
-            return None if listed is None else int(listed)
-        return None if fields & self.watched else 0
-
-    def total_change(self, changes: Iterable[Any]) -> int | None:
-        """How much these changes move the number of departments listed (None: count again)."""
-        moved = 0
-        for change in changes:
-            step = self.count_change(change)
-            if step is None:
-                return None
-            moved += step
-        return moved
 
     def shape(self) -> ListFilter:
         """This filter with its values blanked out: all filters of one shape share one statement."""
@@ -240,14 +198,13 @@ def _order(column: Any, direction: int) -> Any:
     # Absent values sort first ascending and last descending, as in Mongo (and SQLite);
     # PostgreSQL's default is the opposite. Said only where NULL can occur: on a NOT NULL
     # column the clause would keep PostgreSQL from walking an index in order (a sort of
-    # every row instead, bench/README.md).
+    # every row instead, docs/performance.md).
     if not column.expression.nullable:
         return column.desc() if direction < 0 else column.asc()
     return column.desc().nulls_last() if direction < 0 else column.asc().nulls_first()
 
 
-# The reads of the department API (those behind GET) are built for speed, as bench/README.md
-# measured them:
+# The reads of the department API (those behind GET) are built for speed (docs/performance.md):
 # * they select plain rows, not ORM objects, and run on the session's connection (Core): the
 #   responses only read them, and the ORM's loading machinery cost more than the queries;
 # * each statement is built once per shape (filters present, sort, paged or not) and reused with
@@ -263,124 +220,14 @@ AGENT_COUNT = select(func.count()).where(DepartmentAgent.department_id == bindpa
 STATEMENTS_PER_KIND = 256
 
 
-DATA_VERSION = select(DataVersion.version).where(DataVersion.id == db.DATA).scalar_subquery()
-
-
 @lru_cache(maxsize=STATEMENTS_PER_KIND)
 def _count_statement(shape: ListFilter) -> Select[Any]:
-    return shape.apply(select(DATA_VERSION, func.count()).select_from(Department))
+    return shape.apply(select(func.count()).select_from(Department))
 
 
 @lru_cache(maxsize=STATEMENTS_PER_KIND)
-def _listed_statement(shape: ListFilter) -> Select[Any]:
-    return shape.apply(select(Department.id)).where(Department.id == bindparam("department_id"))
-
-
-# A department's content key: every column as the database stores it (JSON as its text), with
-# no type processing. Rows with equal keys dump to equal responses, so a page can reuse the
-# dumps of rows read before (departments.py) and only dump the rows that changed.
-def _stored(column: Any) -> Any:
-    return cast(column, Text) if isinstance(column.type, JSON) else type_coerce(column, NullType())
-
-
-DEPARTMENT_KEY = [_stored(column).label(f"key_{column.name}") for column in Department.__table__.columns]
-DEPARTMENTS_WITH_KEYS = select(Department.__table__, *DEPARTMENT_KEY).where(
-    Department.id.in_(bindparam("ids", expanding=True))
-)
-
-
-KEY_INDEX = {column.key: position for position, column in enumerate(Department.__table__.columns)}
-
-
-# The change log as each worker reads it (cache.ChangeFeed): every change after a version (the
-# `since` parameter), each with its department's content key, read in the same statement (one
-# snapshot).
-@lru_cache(maxsize=4)
-def changes_query(dialect: Any) -> str:
-    """Two things keep it cheap on a log the planner has no statistics for yet (a new database,
-    before autovacuum's first ANALYZE; every benchmark run): the versions are bounded above by
-    the snapshot's own data version (no logged change is newer, but the planner then expects a
-    few rows, not a third of the table), and on PostgreSQL each changed department is looked up
-    by its key (LATERAL, fenced by OFFSET 0) instead of hashing every department. 40-60 µs of
-    server time a read instead of 130-450 (README, Performance). SQLite's planner already looks
-    them up one by one."""
-    logged = (DepartmentChange.version, DepartmentChange.department_id, DepartmentChange.fields)
-    changed = Department.id == DepartmentChange.department_id
-    if dialect.name == "postgresql":
-        key = select(*DEPARTMENT_KEY).where(changed).offset(0).lateral("changed")
-        statement = select(*logged, key).select_from(DepartmentChange).outerjoin(key, true())
-    else:
-        statement = select(*logged, *DEPARTMENT_KEY).select_from(DepartmentChange).outerjoin(Department, changed)
-    statement = statement.where(
-        DepartmentChange.version > literal_column("{since}"), DepartmentChange.version <= DATA_VERSION
-    ).order_by(DepartmentChange.version)
-    sql = str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-    # A parameter, not a literal: the database plans it once per connection (prepared).
-    return sql.replace("{since}", "%(since)s" if dialect.paramstyle == "pyformat" else ":since")
-
-
-@dataclass(frozen=True)
-class ListedPage:
-    """What a list page showed, enough to tell whether a later change can alter it
-    (cache.ListCache): a change alters a page when it changes one of its rows, or a column
-    its filter reads (rows could join or leave), or a column its order reads in a department
-    the filter lists (rows could move), or deletes a department (it may have been before the
-    page), or creates one that is listed up to the page's end. Anything unknown counts as
-    altering it."""
-
-    where: ListFilter
-    sort: tuple[tuple[str, int], ...]
-    ids: frozenset[str]
-    last_key: tuple[Any, ...] | None  # the content key of the page's last row
-    full: bool  # as many rows as asked: a department sorted after the last row stays off it
-    text_in_byte_order: bool  # every text column sorts byte-wise (SQLite); else only `name` does
-
-    @cached_property
-    def sorted_by(self) -> frozenset[str]:
-        """The columns whose change can move a department within the list."""
-        return frozenset({"id"} | {DEPARTMENT_SORT[field].key for field, _ in self.sort})
-
-    def unchanged_by(self, change: Any) -> bool:
-        """Whether a logged change (cache.Change) leaves this page as it was."""
-        if change.department_id in self.ids:
-            return False
-        if change.fields == db.CREATED:
-            key = change.key
-            return self._not_listed(change) or (key is not None and self.full and self.sorts_after_last(key) is True)
-        if self.where.count_change(change) != 0:
-            return False  # it may have joined or left the filter's rows, or the log cannot tell
-        # Neither into nor out of the filter; and either not moved in the order, or moved but
-        # not listed by the filter (before the change as after it: no column it reads changed).
-        return not (change.fields & self.sorted_by) or self._not_listed(change)
-
-    def _not_listed(self, change: Any) -> bool:
-        """Whether the filter surely does not list the changed department (cache.FilterKey)."""
-        key = change.filtered_key
-        return key is not None and self.where.lists(key) is False
-
-    def sorts_after_last(self, key: tuple[Any, ...]) -> bool | None:
-        """Whether a department with this content key sorts after the page's last row, as
-        `_ordered` sorts (absent values first ascending, last descending; `_id` breaks ties).
-        None when Python cannot compare as the database does (text in a locale's order)."""
-        if self.last_key is None:
-            return None
-        for field, direction in (*self.sort, ("_id", 1)):
-            column = DEPARTMENT_SORT[field].key
-            mine, last = key[KEY_INDEX[column]], self.last_key[KEY_INDEX[column]]
-            if mine == last:
-                continue
-            if mine is None or last is None:
-                return (mine is None) == (direction < 0)
-            if type(mine) is not type(last) or (isinstance(mine, str) and column != "name" and not self.text_in_byte_order):
-                return None
-            return (mine > last) == (direction > 0)
-        return False  # the same row
-
-
-@lru_cache(maxsize=STATEMENTS_PER_KIND)
-def _page_statement(shape: ListFilter, sort: Sort, paged: bool, keys_only: bool = False) -> Select[Any]:
-    columns = select(*DEPARTMENT_KEY) if keys_only else DEPARTMENT_ROW
-    query = _ordered(shape.apply(columns), sort, DEPARTMENT_SORT, Department.id).offset(bindparam("offset"))
+def _page_statement(shape: ListFilter, sort: Sort, paged: bool) -> Select[Any]:
+    query = _ordered(shape.apply(DEPARTMENT_ROW), sort, DEPARTMENT_SORT, Department.id).offset(bindparam("offset"))
     return query.limit(bindparam("limit")) if paged else query
 
 
@@ -394,39 +241,22 @@ def _rows(session: Session, query: Select[Any], params: dict[str, Any]) -> list[
     return session.connection().execute(query, params).all()  # one fetchall, not a fetch per row
 
 
-def count_departments(session: Session, where: ListFilter) -> tuple[int, int]:
-    """The data version and the number of departments matching `where` (a list's `total`), as of
-    one snapshot (cache.TotalCache moves a total by the changes logged after it)."""
-    version, total = session.connection().execute(_count_statement(where.shape()), where.params()).one()
-    return int(version), int(total or 0)
+def count_departments(session: Session, where: ListFilter) -> int:
+    """The number of departments matching `where` (a list's `total`)."""
+    return int(session.connection().execute(_count_statement(where.shape()), where.params()).scalar() or 0)
 
 
-def is_listed(session: Session, where: ListFilter, department_id: str) -> bool:
-    """Whether `where` lists the department `department_id` (one primary-key lookup)."""
-    params = {**where.params(), "department_id": department_id}
-    return session.connection().execute(_listed_statement(where.shape()), params).first() is not None
-
-
-def page_departments(session: Session, where: ListFilter, sort: Sort, offset: int, limit: int | None) -> list[Row[Any]]:
-    """One page of departments, in `sort` order with `_id` as the tie-break."""
-    query = _page_statement(where.shape(), tuple(sort), limit is not None)
-    return _rows(session, query, {**where.params(), "offset": offset, "limit": limit})
-
-
-def page_department_keys(
+def list_departments(
     session: Session, where: ListFilter, sort: Sort, offset: int, limit: int | None
-) -> list[tuple[Any, ...]]:
-    """The content keys (DEPARTMENT_KEY) of the page `page_departments` reads; a key's first value is the id."""
-    query = _page_statement(where.shape(), tuple(sort), limit is not None, keys_only=True)
-    rows = session.connection().execute(query, {**where.params(), "offset": offset, "limit": limit}).all()
-    return [tuple(row) for row in rows]
-
-
-def departments_with_keys(session: Session, ids: list[str]) -> list[tuple[tuple[Any, ...], Row[Any]]]:
-    """(content key, row) of these departments, both read by one statement so they always agree."""
-    width = len(DEPARTMENT_KEY)
-    rows = session.connection().execute(DEPARTMENTS_WITH_KEYS, {"ids": ids}).all()
-    return [(tuple(row)[-width:], row) for row in rows]
+) -> tuple[list[Row[Any]], int]:
+    """One page of departments, in `sort` order with `_id` as the tie-break, and the total. A
+    page that ends inside the list (fewer rows than asked, not past the end) tells the total
+    itself, as most `text` searches do: no COUNT then."""
+    query = _page_statement(where.shape(), tuple(sort), limit is not None)
+    rows = _rows(session, query, {**where.params(), "offset": offset, "limit": limit})
+    if (limit is None or len(rows) < limit) and (rows or offset == 0):
+        return rows, offset + len(rows)
+    return rows, count_departments(session, where)
 
 
 def get_department(session: Session, department_id: str, *, agent_id: str | None = None) -> Row[Any] | None:
@@ -462,7 +292,7 @@ def autocomplete(
     query = select(Department)
     term = (selector.get("term") or "").strip()
     if term:
-        query = query.where(Department.name_folded.like(f"{_like_literal(term)}%", escape="\\"))
+        query = query.where(folded_name().like(f"{_like_literal(term)}%", escape="\\"))
     if selector.get("exceptions"):
         query = query.where(Department.id.not_in(selector["exceptions"]))
     if not show_archived:
@@ -511,9 +341,6 @@ def creation_available(session: Session, limit: int) -> bool:
 # ---------------------------------------------------------------------------
 # Writes
 # ---------------------------------------------------------------------------
-# A bulk statement (update/delete) names the departments it changes in its `department_ids`
-# execution option, for the change log that keeps other departments' cached answers (db.py);
-# one that does not counts as changing every department.
 
 
 def save_department(
@@ -528,7 +355,7 @@ def save_department(
     the department and its agent links (read before the commit: no second transaction).
 
     `data` holds only keys the client sent, already type-checked by schemas; the checks
-    here are the ones that need the database, in Rocket.Chat's order (shared/spec §2.4a).
+    here are the ones that need the database, in Rocket.Chat's order (docs/compatibility.md §2.4a).
     """
     department: Department | None = None
     if department_id is None:
@@ -588,7 +415,7 @@ def save_department(
 
 
 def save_department_agents(session: Session, department_id: str, changes: dict[str, list[dict[str, Any]]]) -> None:
-    """`POST livechat/department/:_id/agents`: removals first, then upserts (shared/spec §2.11)."""
+    """`POST livechat/department/:_id/agents`: removals first, then upserts (docs/compatibility.md §2.11)."""
     department = _locked(session, department_id)
     if department is None:
         raise ApiError.meteor("error-department-not-found", "Department not found")
@@ -597,7 +424,7 @@ def save_department_agents(session: Session, department_id: str, changes: dict[s
 
 
 def archive(session: Session, department_id: str) -> None:
-    """Archive: hidden from lists, disabled, links disabled (shared/spec §1.6)."""
+    """Archive: hidden from lists, disabled, links disabled (docs/compatibility.md §1.6)."""
     department = _locked(session, department_id)
     if department is None:
         raise ApiError.plain("department-not-found")
@@ -631,11 +458,10 @@ def remove_department(session: Session, department_id: str) -> None:
     session.execute(
         delete(DepartmentAgent)
         .where(DepartmentAgent.department_id == department_id)
-        .execution_options(department_ids=[department_id])
     )
     session.delete(department)
     now = utcnow()
-    # Rocket.Chat's own clean-up of this field never matches (shared/spec §1.7); ours does.
+    # Rocket.Chat's own clean-up of this field never matches (docs/compatibility.md §1.7); ours does.
     session.execute(
         update(Department)
         .where(Department.fallback_forward_department == department_id)
@@ -682,7 +508,7 @@ def _set_links_enabled(session: Session, department_id: str, enabled: bool) -> N
         update(DepartmentAgent)
         .where(DepartmentAgent.department_id == department_id)
         .values(department_enabled=true() if enabled else false(), updated_at=utcnow())
-        .execution_options(synchronize_session=False, department_ids=[department_id])
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -698,20 +524,15 @@ RECOUNT_AGENTS = (
 
 
 def recount_agents(session: Session, department_ids: Iterable[str]) -> None:
-    """Set numAgents to the number of links, and touch _updatedAt (shared/spec §1.4)."""
+    """Set numAgents to the number of links, and touch _updatedAt (docs/compatibility.md §1.4)."""
     department_ids = list(department_ids)
-    session.execute(
-        RECOUNT_AGENTS,
-        {"ids": department_ids, "now": utcnow()},
-        # for the change log (db.py): which departments, and what changes in them
-        execution_options={"department_ids": department_ids, "department_fields": ("num_agents", "updated_at")},
-    )
+    session.execute(RECOUNT_AGENTS, {"ids": department_ids, "now": utcnow()})
 
 
 def _apply_agent_changes(
     session: Session, department: Department, upsert: list[dict[str, Any]], remove: list[dict[str, Any]]
 ) -> None:
-    """Helper.updateDepartmentAgents (shared/spec §1.4): remove, upsert, then recount numAgents
+    """Helper.updateDepartmentAgents (docs/compatibility.md §1.4): remove, upsert, then recount numAgents
     (when an agent came or went) and touch _updatedAt.
 
     An unknown agent id is skipped, as in Rocket.Chat; the response's agent list shows the truth.
@@ -723,7 +544,6 @@ def _apply_agent_changes(
         removed = session.execute(
             delete(DepartmentAgent)
             .where(and_(DepartmentAgent.department_id == department.id, DepartmentAgent.agent_id.in_(removed_ids)))
-            .execution_options(department_ids=[department.id])
         ).rowcount
     wanted = {item["agentId"]: item for item in upsert}  # the last item for an agent wins
     found = session.execute(AGENTS_AND_LINKS, {"department_id": department.id, "ids": list(wanted)}) if wanted else []
@@ -747,7 +567,6 @@ def _apply_agent_changes(
         session.flush()
         recount_agents(session, [department.id])
     elif remove or users:
-        # The same agents, so the same count: only _updatedAt moves, and the change log does not
-        # name numAgents (list pages sorted by it stay cached).
+        # The same agents, so the same count: only _updatedAt moves (no recount to run).
         department.updated_at = now
         session.flush()

@@ -3,7 +3,7 @@
 Every file comes from this service: Swagger UI's dist files ship in the flask-swagger-ui wheel
 (pinned in requirements.txt) and are served from our own route, not through that package's
 blueprint, whose template writes absolute asset URLs that break under a path prefix
-(shared/notes/ecosystem.md §2.2). Every URL the page uses is relative to the page
+(docs/architecture.md). Every URL the page uses is relative to the page
 (`docs/…` for the assets, `openapi.json` for the document), so it works wherever the service is
 mounted: under gunicorn's SCRIPT_NAME or a proxy's X-Forwarded-Prefix alike.
 No login is needed to read the docs; "Authorize" takes the X-User-Id and X-Auth-Token that

@@ -1,6 +1,6 @@
 """The one error path: every failure becomes Rocket.Chat's `{"success": false, "error": …}`.
 
-Rocket.Chat's error bodies come in a few shapes (shared/spec §3.5), and clients compare
+Rocket.Chat's error bodies come in a few shapes (docs/compatibility.md §3.5), and clients compare
 the strings, so each shape has a named constructor here and views never build error JSON.
 """
 
@@ -59,7 +59,7 @@ class ApiError(Exception):
 
     @classmethod
     def meteor(cls, code: str, reason: str | None = None, *, method: str | None = None) -> ApiError:
-        """A Meteor.Error: `"<reason> [<code>]"` with `errorType` (shared/spec §3.5)."""
+        """A Meteor.Error: `"<reason> [<code>]"` with `errorType` (docs/compatibility.md §3.5)."""
         message = f"{reason} [{code}]" if reason else f"[{code}]"
         details = {"method": method} if method else None
         return cls(message, error_type=code, details=details)
@@ -146,7 +146,7 @@ def handle_integrity_error(error: IntegrityError) -> Response:
 
 def handle_data_error(error: DataError) -> Response:
     # A value the database cannot hold or compare: a NUL character on PostgreSQL, a number
-    # out of range. The request is at fault, not the server (decisions.md: never a 500).
+    # out of range. The request is at fault, not the server (docs/compatibility.md §D.14: never a 500).
     log.info("data error answered as 400: %s", error.orig)
     return handle_api_error(ApiError.plain("Invalid parameter value"))
 

@@ -1,7 +1,7 @@
 """The data: typed SQLAlchemy models. No Flask here, so scripts and migrations import it freely.
 
 A NULL column means "the key is absent" on the wire: Rocket.Chat departments are schemaless
-documents that hold exactly the keys a client sent (shared/spec §1.1), and absent keys are
+documents that hold exactly the keys a client sent (docs/compatibility.md §1.1), and absent keys are
 omitted from responses rather than sent as null.
 """
 
@@ -19,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -88,11 +89,12 @@ class Base(DeclarativeBase):
 
 
 class DataVersion(Base):
-    """Version counters that committed writes increment in their own transaction (row 1: data,
-    row 2: accounts, row 3: settings; db.VERSIONED_TABLES says which tables move which).
+    """Version counters, moved by database triggers in every writing transaction (migration 0009):
+    row 1 (data) by departments and agent links, row 2 (accounts) by users, roles, tokens and
+    permissions, row 3 (settings) by settings.
 
-    Each request reads them first; per-process read caches are valid for one version only, so a
-    write committed by any worker is seen by the next read in every other worker.
+    Caches read them first and keep entries for one version only (cache.py), so a write committed
+    by anyone, anywhere, is seen by the next read in every worker.
     """
 
     __tablename__ = "data_version"
@@ -102,23 +104,42 @@ class DataVersion(Base):
 
 
 class DepartmentChange(Base):
-    """Which departments each committed data version changed ("*": any, when a write cannot say),
-    and how (`fields`, db.py).
+    """The change log: one row per change of a department row or agent link, written by database
+    triggers in the writing transaction (migration 0009), whoever writes: the service, the CLI, or
+    a person with sqlite3/psql. Never written by the service's code.
 
-    Cached answers then outlive writes that cannot change them: a worker that sees a new data
-    version reads the changes since its own (cache.ChangeFeed) and drops only the answers about
-    those departments (cache.DepartmentCache) and the list pages they can change
-    (cache.ListCache). Old rows are pruned (db.CHANGES_KEPT); a worker further behind than that
-    drops everything.
+    `version` is the data version of the transaction (DataVersion row 1; commit order), `tx`
+    groups the rows of one transaction, `old_row`/`new_row` are the row before and after as JSON
+    (column names as keys), `actor` is what the writer said of itself (db.py; NULL: a hand edit).
+    A TRUNCATE on PostgreSQL logs one row for department "*": every department may have changed.
     """
 
     __tablename__ = "department_changes"
 
-    version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    department_id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
-    # "+" created, "-" deleted, else the changed columns comma-separated ("agents": its agent
-    # links); NULL when unknown (then anything about it may have changed).
-    fields: Mapped[str | None] = mapped_column(Text)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), Identity(), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, index=True)
+    department_id: Mapped[str] = mapped_column(String(ID_MAX))
+    subject: Mapped[str] = mapped_column(String(16))  # "department" or "agent" (a link)
+    operation: Mapped[str] = mapped_column(String(1))  # I(nsert), U(pdate), D(elete), T(runcate)
+    old_row: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    new_row: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    actor: Mapped[str | None] = mapped_column(Text)
+    tx: Mapped[str | None] = mapped_column(String(64))
+    changed_at: Mapped[int] = mapped_column(BigInteger)  # epoch milliseconds
+
+    __table_args__ = (Index("ix_department_changes_department_id_version", "department_id", "version"),)
+
+
+class WriteContext(Base):
+    """Who is writing, for the change log's triggers, on SQLite: the service writes its one row
+    when a write transaction begins and deletes it before committing (db.py). PostgreSQL's
+    triggers read a transaction-local setting instead, and leave this table empty."""
+
+    __tablename__ = "write_context"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor: Mapped[str | None] = mapped_column(Text)
+    tx: Mapped[str] = mapped_column(String(64))
 
 
 class Role(Base):
@@ -211,12 +232,13 @@ class Department(Base):
     __tablename__ = "departments"
 
     id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True, default=object_id)
-    # Byte-wise order like Mongo's (shared/spec §2.1): "C" collation on PostgreSQL,
+    # Byte-wise order like Mongo's (docs/compatibility.md §2.1): "C" collation on PostgreSQL,
     # SQLite's default BINARY already is.
     name: Mapped[str] = mapped_column(String(NAME_MAX).with_variant(String(NAME_MAX, collation="C"), "postgresql"))
     # casefold(name): `text` search is case-insensitive across Unicode on both databases,
-    # which SQLite's lower()/LIKE (ASCII only) cannot do by themselves.
-    name_folded: Mapped[str] = mapped_column(Text)
+    # which SQLite's lower()/LIKE (ASCII only) cannot do by themselves. NULL after a writer
+    # changed `name` without it (a hand edit, migration 0009): searches then fold the name.
+    name_folded: Mapped[str | None] = mapped_column(Text)
     email: Mapped[str] = mapped_column(String(EMAIL_MAX))
     enabled: Mapped[bool] = mapped_column(Boolean)
     show_on_registration: Mapped[bool] = mapped_column(Boolean)
@@ -235,7 +257,7 @@ class Department(Base):
     archived: Mapped[bool | None] = mapped_column(Boolean)
     # 'd' for departments; Rocket.Chat EE stores units ('u') in the same collection.
     type: Mapped[str | None] = mapped_column(String(8))
-    # Client-defined primitive keys ("custom fields", shared/spec §1.1), kept as sent.
+    # Client-defined primitive keys ("custom fields", docs/compatibility.md §1.1), kept as sent.
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

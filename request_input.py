@@ -7,25 +7,17 @@ nesting and NUL characters are refused with Rocket.Chat-style 400s.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from flask import request
 
-from cache import caches
 from errors import ApiError
 from validation import load, query_args
 
+
 def request_query(schema_class: type) -> Mapping[str, Any]:
-    """The query string loaded with `schema_class`. A load depends on the query string alone, so
-    it is kept (caches().queries) and shared read-only with later requests; a failed one is not."""
-    queries = caches().queries
-    key = (schema_class, request.query_string)
-    loaded = queries.get(key)
-    if loaded is None:
-        loaded = MappingProxyType(load(schema_class, query_args(request.args)))
-        queries.put(key, loaded)
-    return loaded
+    """The query string loaded with `schema_class`."""
+    return load(schema_class, query_args(request.args))
 
 
 def request_body() -> Any:

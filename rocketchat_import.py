@@ -16,16 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import account_service
-from department_service import COLUMNS as DEPARTMENT_KEYS
-from models import (
-    ID_MAX,
-    Department,
-    Role,
-    User,
-    utcnow,
-)
-
 from data_transfer import (
+    InvalidValue,
     NoProgress,
     Progress,
     Report,
@@ -34,10 +26,17 @@ from data_transfer import (
     column_value,
     existing_rows,
     import_transaction,
-    InvalidValue,
     is_primitive,
     is_string_list,
     lookup_values,
+)
+from department_service import COLUMNS as DEPARTMENT_KEYS
+from models import (
+    ID_MAX,
+    Department,
+    Role,
+    User,
+    utcnow,
 )
 
 # ---------------------------------------------------------------------------
@@ -152,7 +151,7 @@ def _rc_department(number: int, doc: dict[str, Any], report: Report) -> dict[str
                 continue
             row[column.name] = checked
         elif is_primitive(value):
-            row["extra"][key] = value  # a custom field (shared/spec §1.1)
+            row["extra"][key] = value  # a custom field (docs/compatibility.md §1.1)
         else:
             kinds = {dict: "object", list: "list", datetime: "date", type(None): "null"}
             kind = kinds.get(type(value), type(value).__name__)

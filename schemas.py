@@ -355,17 +355,17 @@ class InfoSchema(Schema):
 
 
 # ---------------------------------------------------------------------------
-# Departments (shared/spec §1–§2)
+# Departments (docs/compatibility.md §1–§2)
 # ---------------------------------------------------------------------------
 
 
 # Keys the server maintains: a client may send them back (e.g. a department it fetched),
-# but they never overwrite the stored values (decisions.md).
+# but they never overwrite the stored values (docs/compatibility.md §D.12).
 SERVER_KEYS = frozenset({"_id", "_updatedAt", "numAgents", "archived", "type"})
 MAX_EXTRA_KEYS = 50
 EXTRA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
-# Typed department keys (shared/spec §1.1) -> their Meteor pattern.
+# Typed department keys (docs/compatibility.md §1.1) -> their Meteor pattern.
 DEPARTMENT_FIELDS: dict[str, Any] = {
     "name": Limited(models.NAME_MAX),
     "email": Limited(models.EMAIL_MAX),
@@ -382,7 +382,7 @@ DEPARTMENT_FIELDS: dict[str, Any] = {
     "abandonedRoomsCloseCustomMessage": Limited(models.TEXT_MAX),
     "waitingQueueMessage": Limited(models.TEXT_MAX),
 }
-# The user's document (decisions.md): these four are required on create; PUT merges.
+# The user's document (docs/compatibility.md §D.3): these four are required on create; PUT merges.
 REQUIRED_ON_CREATE = ("name", "email", "enabled", "showOnRegistration")
 EXTRA_VALUE = OneOf(Limited(models.TEXT_MAX), Integer, bool)
 
@@ -470,7 +470,7 @@ MAX_AGENTS_PER_REQUEST = 1000
 
 
 class AgentChangesSchema(MatchSchema):
-    """`{upsert: [...], remove: [...]}` as Helper.updateDepartmentAgents checks it (shared/spec §2.11)."""
+    """`{upsert: [...], remove: [...]}` as Helper.updateDepartmentAgents checks it (docs/compatibility.md §2.11)."""
 
     PATTERN = {"upsert": Maybe([AGENT_ITEM]), "remove": Maybe([AGENT_ITEM])}
 
@@ -623,7 +623,7 @@ AUTOCOMPLETE_CONDITION_FIELDS = {"_id": str, "name": str, "email": str, "enabled
 
 
 def check_selector(selector: dict[str, Any]) -> None:
-    """The safe subset of Rocket.Chat's raw Mongo `conditions` (decisions.md): equality on known
+    """The safe subset of Rocket.Chat's raw Mongo `conditions` (docs/compatibility.md §D.10): equality on known
     fields and `_id` with `$in`/`$nin`. Anything else is refused, never evaluated."""
     term = selector.get("term")
     if term is not None and not isinstance(term, str):

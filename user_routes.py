@@ -1,4 +1,4 @@
-"""Users and the omnichannel roles: `users.*` and `livechat/users/:type` (shared/spec §4.4–§4.5)."""
+"""Users and the omnichannel roles: `users.*` and `livechat/users/:type` (docs/compatibility.md §4.4–§4.5)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from typing import Any
 
 from flask import Blueprint
 
-import db
 import account_service
+import db
 import workspace_service
 from access import current_user, granted, require_all, require_any
-from request_input import request_body, request_query
 from cache import settings
 from errors import ApiError
 from openapi import doc
+from request_input import request_body, request_query
 from schemas import (
     LivechatUserAddedSchema,
     LivechatUserAddSchema,

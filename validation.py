@@ -50,7 +50,7 @@ class Checked(fields.Raw):
 
 
 class OmitNoneSchema(Schema):
-    """Rocket.Chat drops `undefined` keys instead of sending null (shared/spec §3.1)."""
+    """Rocket.Chat drops `undefined` keys instead of sending null (docs/compatibility.md §3.1)."""
 
     def dump(self, obj: Any, *, many: bool | None = None) -> Any:  # type: ignore[override]
         data = super().dump(obj, many=many)
@@ -429,7 +429,7 @@ def dump(schema_class: type[Schema], obj: Any) -> Any:
 
 
 def query_args(args: Any) -> dict[str, Any]:
-    """A query string read the way Rocket.Chat's `qs` reads it (shared/spec §3.9).
+    """A query string read the way Rocket.Chat's `qs` reads it (docs/compatibility.md §3.9).
 
     `a=1` is a string, `a=1&a=2`, `a[]=1` and `a[0]=1` are arrays; other `a[b]=c` forms
     become nested objects (which then fail as "not a string").

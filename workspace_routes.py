@@ -1,4 +1,4 @@
-"""Workspace administration: permissions, settings and server info (shared/spec §4.7–§4.8)."""
+"""Workspace administration: permissions, settings and server info (docs/compatibility.md §4.7–§4.8)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from flask import Blueprint
 import db
 import workspace_service
 from access import public, require_all
-from request_input import request_body, request_query
 from openapi import doc
-from version import VERSION
+from request_input import request_body, request_query
 from schemas import (
     InfoSchema,
     PermissionsListQuerySchema,
@@ -23,6 +22,7 @@ from schemas import (
     SuccessSchema,
 )
 from validation import dump, load
+from version import VERSION
 
 bp = Blueprint("admin", __name__, url_prefix="/api")
 

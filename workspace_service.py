@@ -105,7 +105,7 @@ def set_setting(session: Session, setting_id: str, value: Any) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Pagination (Rocket.Chat's getPaginationItems, shared/spec §3.8)
+# Pagination (Rocket.Chat's getPaginationItems, docs/compatibility.md §3.8)
 # ---------------------------------------------------------------------------
 
 

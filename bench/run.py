@@ -59,10 +59,10 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
+import account_service  # noqa: E402
 import cli  # noqa: E402
 import db as appdb  # noqa: E402
 import models  # noqa: E402
-import account_service  # noqa: E402
 
 WRK_INSTALL_HINT = (
     "wrk is not installed. On Debian/Ubuntu: `apt-get update && apt-get install -y wrk` "
@@ -1107,6 +1107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--wrk", help="path of the wrk binary (default: wrk on PATH)")
     p.add_argument("--out", type=Path, default=BENCH / "out", help="where results JSON and profiles go")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory, databases and server logs")
+    p.add_argument("--cold", action="store_true", help="the service with its read caches off (READ_CACHE=off): the cold path")
     args = p.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -1121,6 +1122,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.cold:  # passed through to every service the bench starts (and to --mode profile's app)
+        os.environ["READ_CACHE"] = "off"
+    log(f"read caches: {os.environ.get('READ_CACHE', 'on')}")
     wrk = None if args.mode == "profile" else Wrk(find_wrk(args.wrk), args.threads, args.connections, args.timeout)
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -1141,7 +1145,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         backend = "postgresql" if args.database_url else "sqlite"
-        out_file = args.out / f"results-{args.mode}-{backend}-{stamp}.json"
+        out_file = args.out / f"results-{args.mode}-{backend}{'-cold' if args.cold else ''}-{stamp}.json"
         out_file.write_text(json.dumps(results, indent=1, default=str))
         if args.keep:
             log(f"kept {workdir} (databases, server logs, captured bodies)")

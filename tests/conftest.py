@@ -22,9 +22,9 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+import account_service
 import db
 import models
-import account_service
 from app import create_app
 from cli import upgrade_database
 
@@ -33,7 +33,7 @@ ADMIN_PASSWORD = "admin-password"
 CHEAP_HASHING = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 8, "ARGON2_PARALLELISM": 1}
 
 # Tables holding data a test may change, children first. `roles` never changes.
-DATA_TABLES = ("login_failures", "login_tokens", "department_agents", "user_roles", "users", "departments", "permissions", "settings")
+DATA_TABLES = ("department_changes", "write_context", "login_failures", "login_tokens", "department_agents", "user_roles", "users", "departments", "permissions", "settings")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -286,6 +286,17 @@ def create_department(
     response = client.post(f"{API}/livechat/department", json=body, headers=headers)
     assert response.status_code == 200, response.json
     return response.json["department"]
+
+
+def raw_connection(database_url: str) -> Any:
+    """A plain DBAPI connection to the test's database (sqlite3 or psycopg), without any of the
+    service's code: what a person at the sqlite3/psql prompt, or another program, writes with."""
+    url = sa.make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return sqlite3.connect(url.database)
+    import psycopg
+
+    return psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
 
 
 class Clock:

@@ -1,6 +1,6 @@
 """A real gunicorn for end-to-end tests: `gunicorn -c gunicorn.conf.py app:app` from the project
-root, on a free port below 32768 (the ephemeral range above it is busy with client sockets,
-see notes/ecosystem.md §6.1), always stopped again."""
+root, on a free port below 32768 (the ephemeral range above it is busy with client sockets),
+always stopped again."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""permissions.listAll/update, settings/:_id and /api/info (shared/spec §4.7–§4.8)."""
+"""permissions.listAll/update, settings/:_id and /api/info (docs/compatibility.md §4.7–§4.8)."""
 
 import re
 import time

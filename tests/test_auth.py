@@ -1,4 +1,4 @@
-"""Login, logout, me and the 401 body (shared/spec §3.2, §4.1–§4.3)."""
+"""Login, logout, me and the 401 body (docs/compatibility.md §3.2, §4.1–§4.3)."""
 
 import base64
 import hashlib

@@ -4,6 +4,8 @@ workload is what the issue asks for and the ceiling answers exactly the service'
 from __future__ import annotations
 
 import random
+import re
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -61,3 +63,19 @@ def test_the_ceiling_answers_the_captured_bytes_and_404_for_anything_else():
     assert (response.status_code, response.content_type, response.get_data()) == (200, "application/json", body)
     assert client.get("/api/v1/livechat/department?count=51").status_code == 404
     assert client.post("/api/v1/livechat/department?count=50").status_code == 404
+
+
+@pytest.mark.e2e
+def test_the_cold_path_mode_runs_and_prints_its_ratios(tmp_path, capsys, monkeypatch):
+    """`bench/run.py --cold`: the service with READ_CACHE=off against the ceiling (short rounds)."""
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (`apt-get install wrk`, as .ci/run does)")
+    monkeypatch.setenv("READ_CACHE", "on")  # main() turns it off; monkeypatch restores it afterwards
+    argv = ["--cold", "--rounds", "3", "--duration", "0.5", "--warmup", "0", "--workloads", "get,list",
+            "--departments", "60", "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    output = capsys.readouterr().out
+    assert "read caches: off" in output
+    last = output.strip().splitlines()[-1]
+    assert re.fullmatch(r"ratio_list=\d\.\d+ ratio_get=\d\.\d+", last), last
+    assert list(tmp_path.glob("results-ratios-sqlite-cold-*.json"))

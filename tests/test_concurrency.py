@@ -1,4 +1,4 @@
-"""Several processes writing to one database at once, as gunicorn workers do (notes/ecosystem.md §3.3).
+"""Several processes writing to one database at once, as gunicorn workers do (docs/architecture.md).
 
 Each process (multiprocessing "spawn") builds its own app on the same SQLite file or PostgreSQL
 database and sends many writes through its test client while the others do the same: no

@@ -1,8 +1,8 @@
-"""Writes are atomic (decisions.md "Writes are atomic"): a request with one bad agent item is
+"""Writes are atomic (docs/compatibility.md §D.6 "Writes are atomic"): a request with one bad agent item is
 answered 400 and changes NOTHING, the department included.
 
 This deliberately differs from Rocket.Chat, which writes the department before it validates the
-agents and leaves a half-applied change (shared/spec §2.2, §2.4, §7 #14). The proof is a dump of
+agents and leaves a half-applied change (docs/compatibility.md §2.2, §2.4, §7 #14). The proof is a dump of
 every row of every table, taken straight from the engine before and after the request.
 """
 
@@ -18,7 +18,7 @@ LIST = f"{API}/livechat/department"
 
 # Agent lists whose FIRST item is valid and whose second is not, so a non-atomic service
 # would already have written something when it notices. (No string-typed values: POST's ajv
-# would coerce "1" to 1 and 12 to "12", shared/spec §2.2.)
+# would coerce "1" to 1 and 12 to "12", docs/compatibility.md §2.2.)
 BAD_AGENT_LISTS = {
     "count-1.5": lambda good, other: [{"agentId": good}, {"agentId": other, "count": 1.5}],
     "count-minus-1": lambda good, other: [{"agentId": good}, {"agentId": other, "count": -1}],

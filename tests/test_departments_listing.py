@@ -1,8 +1,8 @@
 """Listing departments and agents: pagination, sort, search and filters.
 
-GET livechat/department and livechat/departments/archived (shared/spec §2.1, §2.6, §3.8),
+GET livechat/department and livechat/departments/archived (docs/compatibility.md §2.1, §2.6, §3.8),
 GET livechat/department/:_id/agents (§2.10), GET livechat/agents/:agentId/departments (§4.6),
-with the choices of decisions.md (literal, Unicode case-insensitive `text`; byte-wise name order
+with the choices of docs/compatibility.md §D.15, §D.16, §D.17 (literal, Unicode case-insensitive `text`; byte-wise name order
 with an `_id` tie-break; `onlyMyDepartments`).
 """
 
@@ -100,7 +100,7 @@ def test_archived_list_is_paginated_too(client, auth):
 
 
 # ---------------------------------------------------------------------------
-# Sort (§2.1, §3.8, decisions.md byte-wise order with _id tie-break)
+# Sort (§2.1, §3.8, docs/compatibility.md §D.16 byte-wise order with _id tie-break)
 # ---------------------------------------------------------------------------
 
 
@@ -147,7 +147,7 @@ def test_invalid_sort_is_error_invalid_sort(client, auth, raw, path):
 
 
 # ---------------------------------------------------------------------------
-# `text` (decisions.md: literal, case-insensitive across Unicode, substring)
+# `text` (docs/compatibility.md §D.15: literal, case-insensitive across Unicode, substring)
 # ---------------------------------------------------------------------------
 
 
@@ -258,7 +258,7 @@ def test_only_my_departments_must_be_true_or_false(client, auth):
 
 
 def test_only_my_departments_for_an_agent_lists_the_departments_they_belong_to(client, auth):
-    # decisions.md: for callers without view-livechat-departments, "departments I am an agent of".
+    # docs/compatibility.md §D.17: for callers without view-livechat-departments, "departments I am an agent of".
     agent = auth.create_user("me.agent", ["livechat-agent"])
     create_department(client, auth.admin, name="mine", agents=[{"agentId": agent["_id"]}])
     create_department(client, auth.admin, name="not mine")
@@ -375,7 +375,7 @@ def test_agent_can_read_their_own_departments(client, auth):
 
 @pytest.mark.parametrize("path", [LIST, ARCHIVED, "agents"])
 def test_huge_offset_is_an_empty_page_or_a_400_never_a_server_error(client, auth, path):
-    # decisions.md: never a 500. Rocket.Chat parses offset with parseInt (§3.8).
+    # docs/compatibility.md §D.14: never a 500. Rocket.Chat parses offset with parseInt (§3.8).
     department = create_department(client, auth.admin, agents=[{"agentId": auth.create_user("someone")["_id"]}])
     target = url(department["_id"], "/agents") if path == "agents" else path
     response = client.get(target, query_string={"offset": "99999999999999999999"}, headers=auth.admin)

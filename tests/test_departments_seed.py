@@ -1,6 +1,6 @@
-"""The user's own API document (shared/spec/seed-livechat-department-docs.txt), replayed literally.
+"""The user's own API document (its examples, docs/compatibility.md §6.1), replayed literally.
 
-decisions.md: "its examples must work exactly as written". The bodies below are the document's
+docs/compatibility.md §D.2: "its examples must work exactly as written". The bodies below are the document's
 text, byte for byte, with two substitutions we cannot avoid: the agent id "SQafHvoFPuB57NmBD"
 becomes the id of the user we created (ids are the server's), and the department id
 "iTfLCX3qqwKgf5uqg" becomes the id of the department the POST created. The curl's
@@ -102,11 +102,11 @@ def test_documented_create_request_gives_the_documented_result(client, auth, joh
     department, agents = body["department"], body["agents"]
 
     # The documented result shows `description: null` although the request sent "created from api":
-    # those are old docs (Rocket.Chat stores exactly what was sent, shared/spec §1.1). We assert that our
+    # those are old docs (Rocket.Chat stores exactly what was sent, docs/compatibility.md §1.1). We assert that our
     # value equals what was sent, not the documented null.
     compare(department, doc["department"], skip={"description"})
     assert department["description"] == "created from api"
-    assert department["numAgents"] == 1  # current after the agents were written (decisions.md)
+    assert department["numAgents"] == 1  # current after the agents were written (docs/compatibility.md §D.5)
     # Sent but not shown by the document's result: kept as sent.
     assert department["email"] == "email@email.com"
 
@@ -114,7 +114,7 @@ def test_documented_create_request_gives_the_documented_result(client, auth, joh
     compare(agents[0], doc["agents"][0])
     assert agents[0]["agentId"] == john["_id"]
     assert agents[0]["departmentId"] == department["_id"]
-    # Our link items may also carry departmentEnabled (shared/spec §1.3); the department is disabled.
+    # Our link items may also carry departmentEnabled (docs/compatibility.md §1.3); the department is disabled.
     assert set(agents[0]) - set(doc["agents"][0]) <= {"departmentEnabled"}
     assert agents[0].get("departmentEnabled", False) is False
 
@@ -133,7 +133,7 @@ def test_documented_update_request_gives_the_documented_result(client, auth, joh
         headers={"X-Auth-Token": auth.admin["X-Auth-Token"], "X-User-Id": auth.admin["X-User-Id"],
                  "Content-type": "application/json"},
     )
-    # decisions.md: PUT is a merge, so this body without email/showOnOfflineForm must succeed.
+    # docs/compatibility.md §D.4: PUT is a merge, so this body without email/showOnOfflineForm must succeed.
     assert response.status_code == 200, response.json
     assert response.headers["Content-Type"] == "application/json"
     body, doc = response.json, documented(PUT_RESULT)
@@ -192,5 +192,5 @@ def test_documented_list_result_shape(client, auth, john):
     assert body["success"] is True
     assert len(body["departments"]) == len(doc["departments"]) == 1
     compare(body["departments"][0], doc["departments"][0])
-    # 2.2.0 "Added support to pagination": the envelope also has count/offset/total (shared/spec §2.1).
+    # 2.2.0 "Added support to pagination": the envelope also has count/offset/total (docs/compatibility.md §2.1).
     assert (body["count"], body["offset"], body["total"]) == (1, 0, 1)

@@ -1,19 +1,19 @@
-"""Rocket.Chat's department e2e behaviours (shared/spec §5), and the department rules of §1.4–§1.7.
+"""Rocket.Chat's department e2e behaviours (docs/compatibility.md §5), and the department rules of §1.4–§1.7.
 
-Tests are named `test_NN_…` after the numbered behaviour of shared/spec/rocketchat-departments.md §5
-they replay; the rest cover §1.4–§1.7, §2 and decisions.md. Where decisions.md overrides the
-Rocket.Chat spec, the test says so and follows decisions.md.
+Tests are named `test_NN_…` after the numbered behaviour of docs/compatibility.md §5
+they replay; the rest cover §1.4–§1.7, §2 and docs/compatibility.md §D.1. Where docs/compatibility.md §D.1 overrides the
+Rocket.Chat spec, the test says so and follows docs/compatibility.md §D.1.
 
 Permissions and settings are toggled the way Rocket.Chat's tests do it (`permissions.update`,
-`settings/:_id`). The CE block (#1–#4) runs with the setting DEPARTMENT_LIMIT=1 (decisions.md:
+`settings/:_id`). The CE block (#1–#4) runs with the setting DEPARTMENT_LIMIT=1 (docs/compatibility.md §D.7:
 "No one-department limit" unless an operator sets one); everything else runs unlimited, like the EE block.
 
 Not covered, on purpose:
 - #33 (delete a department that has an open room) and #34 (the EE units variant): they need the
-  rooms, visitors and units APIs, which are out of scope for this standalone service (decisions.md
+  rooms, visitors and units APIs, which are out of scope for this standalone service (docs/compatibility.md §D.17
   "Not in scope"). The department side of a delete (links, fallback and forward references) is
   covered by test_delete_cleans_up_links_and_references_in_other_departments.
-- #60 (multiple business hours): an EE feature that is out of scope (decisions.md "Not in scope").
+- #60 (multiple business hours): an EE feature that is out of scope (docs/compatibility.md §D.17 "Not in scope").
 - #65–#68 are tests of livechat/users/:type, not of department endpoints; only the department side
   effect of #68 (an agent losing the role leaves every department, §1.4/§4.5) is tested here.
 """
@@ -161,7 +161,7 @@ def test_04_ce_list_holds_only_the_one_department(client, auth):
 
 
 def test_department_creation_availability_follows_the_limit(client, auth):
-    # decisions.md: available unless an operator sets a limit; §2.13 body shape.
+    # docs/compatibility.md §D.7: available unless an operator sets a limit; §2.13 body shape.
     admin = auth.admin
     assert client.get(CREATION_AVAILABLE, headers=admin).json == {"isDepartmentCreationAvailable": True, "success": True}
     create_department(client, admin)
@@ -183,7 +183,7 @@ def test_archived_departments_count_toward_the_limit(client, auth):
 
 
 def test_no_department_limit_by_default(client, auth):
-    # decisions.md "No one-department limit".
+    # docs/compatibility.md §D.7 "No one-department limit".
     for i in range(3):
         create_department(client, auth.admin, name=f"dep {i}")
     assert client.get(LIST, headers=auth.admin).json["total"] == 3
@@ -266,7 +266,7 @@ def test_10_text_matches_the_whole_text_as_a_substring(client, auth):
 
 
 # ---------------------------------------------------------------------------
-# POST livechat/department (§5 #11–#18, §2.2, decisions.md)
+# POST livechat/department (§5 #11–#18, §2.2, docs/compatibility.md §D.3)
 # ---------------------------------------------------------------------------
 
 
@@ -292,7 +292,7 @@ def test_12_create_with_an_empty_department_is_invalid_params(client, auth):
 
 @pytest.mark.parametrize("missing", ["name", "email", "enabled", "showOnRegistration"])
 def test_create_requires_name_email_enabled_and_show_on_registration(client, auth, missing):
-    # decisions.md: these four are required on create.
+    # docs/compatibility.md §D.3: these four are required on create.
     fields = department_fields()
     del fields[missing]
     response = client.post(LIST, json={"department": fields}, headers=auth.admin)
@@ -305,7 +305,7 @@ def test_create_requires_name_email_enabled_and_show_on_registration(client, aut
 
 
 def test_create_without_show_on_offline_form_succeeds(client, auth):
-    # decisions.md overrides §2.2: showOnOfflineForm is optional (the seed document omits it).
+    # docs/compatibility.md §D.3 overrides §2.2: showOnOfflineForm is optional (the seed document omits it).
     fields = department_fields()
     del fields["showOnOfflineForm"]
     response = client.post(LIST, json={"department": fields}, headers=auth.admin)
@@ -420,7 +420,7 @@ def test_18_create_disabled_department(client, auth):
 
 
 def test_create_response_shows_num_agents_after_the_agents_were_written(client, auth):
-    # decisions.md overrides the §1.4 QUIRK: numAgents is current in the POST response.
+    # docs/compatibility.md §D.5 overrides the §1.4 QUIRK: numAgents is current in the POST response.
     one, two = auth.create_user("one.agent"), auth.create_user("two.agent")
     body = {"department": department_fields(), "agents": [{"agentId": one["_id"]}, {"agentId": two["_id"]}]}
     response = client.post(LIST, json=body, headers=auth.admin)
@@ -430,7 +430,7 @@ def test_create_response_shows_num_agents_after_the_agents_were_written(client, 
 
 
 def test_create_accepts_username_in_agent_items_and_ignores_it(client, auth):
-    # decisions.md overrides §2.2 (POST would reject `username`): the link's username comes from the user.
+    # docs/compatibility.md §D.3 overrides §2.2 (POST would reject `username`): the link's username comes from the user.
     user = auth.create_user("real.name")
     body = {"department": department_fields(), "agents": [{"agentId": user["_id"], "username": "bogus"}]}
     response = client.post(LIST, json=body, headers=auth.admin)
@@ -439,7 +439,7 @@ def test_create_accepts_username_in_agent_items_and_ignores_it(client, auth):
 
 
 def test_unknown_agent_ids_are_skipped_and_the_response_tells_the_truth(client, auth):
-    # §1.3 + decisions.md: skipped without error; the response agents list is the truth.
+    # §1.3 + docs/compatibility.md §D.11: skipped without error; the response agents list is the truth.
     user = auth.create_user("known")
     body = {"department": department_fields(), "agents": [{"agentId": "no-such-user"}, {"agentId": user["_id"]}]}
     response = client.post(LIST, json=body, headers=auth.admin)
@@ -449,7 +449,7 @@ def test_unknown_agent_ids_are_skipped_and_the_response_tells_the_truth(client, 
 
 
 def test_extra_primitive_keys_are_kept_and_returned(client, auth):
-    # §1.1 custom fields rule; decisions.md keeps them.
+    # §1.1 custom fields rule; docs/compatibility.md §D.12 keeps them.
     extra = {"maxNumberSimultaneousChat": 5, "visitorInactivityTimeoutInSeconds": 30, "customFlag": True, "note": "hi"}
     department = create_department(client, auth.admin, **extra)
     for key, value in extra.items():
@@ -468,7 +468,7 @@ def test_extra_keys_that_are_not_primitives_are_refused(client, auth, value):
 
 
 def test_server_maintained_fields_sent_by_a_client_are_ignored_on_create(client, auth):
-    # decisions.md: _id, _updatedAt, numAgents, archived, type sent by a client never overwrite.
+    # docs/compatibility.md §D.12: _id, _updatedAt, numAgents, archived, type sent by a client never overwrite.
     fields = {
         "_id": "client-chosen-id",
         "_updatedAt": "2000-01-01T00:00:00.000Z",
@@ -507,7 +507,7 @@ def test_server_maintained_fields_sent_by_a_client_are_ignored_on_update(client,
 
 
 def test_wire_format_dates_ids_and_absent_keys(client, auth):
-    # §3.1 / decisions.md: `…:19.109Z`, opaque string ids, absent keys omitted (not null).
+    # §3.1 / docs/compatibility.md §D.1: `…:19.109Z`, opaque string ids, absent keys omitted (not null).
     response = client.post(LIST, json={"department": department_fields()}, headers=auth.admin)
     department = response.json["department"]
     assert RC_DATE.match(department["_updatedAt"])
@@ -608,7 +608,7 @@ def test_24_caller_with_view_livechat_departments_sees_agents(client, auth, quer
 
 
 def test_get_one_with_only_my_departments_for_an_agent_is_limited_to_their_departments(client, auth):
-    # decisions.md: onlyMyDepartments=true without view-livechat-departments = "departments I am an agent of".
+    # docs/compatibility.md §D.17: onlyMyDepartments=true without view-livechat-departments = "departments I am an agent of".
     agent = make_agent(client, auth, "mine")
     mine = create_department(client, auth.admin, name="mine", agents=[{"agentId": agent["_id"]}])
     other = create_department(client, auth.admin, name="other")
@@ -623,7 +623,7 @@ def test_get_one_with_only_my_departments_for_an_agent_is_limited_to_their_depar
 
 
 # ---------------------------------------------------------------------------
-# PUT livechat/department/:_id (§5 #25–#28, §2.4, decisions.md merge)
+# PUT livechat/department/:_id (§5 #25–#28, §2.4, docs/compatibility.md §D.4 merge)
 # ---------------------------------------------------------------------------
 
 
@@ -663,7 +663,7 @@ def test_27_agent_item_without_agent_id_is_refused_and_nothing_changes(client, a
     assert response.status_code == 400
     # §2.4 step 3: PUT's agents become {upsert: agents}, checked as in §2.11.
     assert response.json == {"success": False, "error": "Match error: Missing key 'agentId' in field upsert[0]"}
-    # decisions.md overrides the §2.4 non-atomic QUIRK: the department is unchanged.
+    # docs/compatibility.md §D.6 overrides the §2.4 non-atomic QUIRK: the department is unchanged.
     assert get_department(client, auth.admin, created["_id"])["department"]["name"] == "Test"
 
 
@@ -699,7 +699,7 @@ def test_update_does_not_coerce_string_booleans(client, auth):
 
 
 def test_update_is_a_merge_of_the_fields_sent(client, auth):
-    # decisions.md: only the fields sent are validated and changed.
+    # docs/compatibility.md §D.4: only the fields sent are validated and changed.
     created = create_department(client, auth.admin, description="kept", chatClosingTags=["t"], custom="x")
     response = client.put(url(created["_id"]), json={"department": {"name": "renamed"}}, headers=auth.admin)
     assert response.status_code == 200, response.json
@@ -801,7 +801,7 @@ def test_31_delete_unknown_department(client, auth):
 
 
 def test_32_delete_existing_department_works_by_default(client, auth):
-    # decisions.md: Omnichannel_enable_department_removal defaults to true.
+    # docs/compatibility.md §D.8: Omnichannel_enable_department_removal defaults to true.
     created = create_department(client, auth.admin)
     response = client.delete(url(created["_id"]), headers=auth.admin)
     assert response.status_code == 200
@@ -810,7 +810,7 @@ def test_32_delete_existing_department_works_by_default(client, auth):
 
 
 def test_delete_cleans_up_links_and_references_in_other_departments(client, auth):
-    # decisions.md "Delete cleans up references" (fixes the §1.7 fallback QUIRK).
+    # docs/compatibility.md §D.9 "Delete cleans up references" (fixes the §1.7 fallback QUIRK).
     agent = auth.create_user("linked.agent")
     gone = create_department(client, auth.admin, name="gone", agents=[{"agentId": agent["_id"]}])
     kept = create_department(client, auth.admin, name="kept")
@@ -830,7 +830,7 @@ def test_delete_cleans_up_links_and_references_in_other_departments(client, auth
 
 
 # ---------------------------------------------------------------------------
-# GET livechat/department.autocomplete (§5 #35–#41, §2.9, decisions.md)
+# GET livechat/department.autocomplete (§5 #35–#41, §2.9, docs/compatibility.md §D.10)
 # ---------------------------------------------------------------------------
 
 
@@ -942,7 +942,7 @@ def test_autocomplete_conditions_support_equality_and_id_in_nin(client, auth):
     ],
 )
 def test_autocomplete_conditions_beyond_the_safe_subset_are_refused(client, auth, conditions):
-    # decisions.md: never a raw database filter; anything else is a 400.
+    # docs/compatibility.md §D.10: never a raw database filter; anything else is a 400.
     create_department(client, auth.admin)
     response = autocomplete(client, auth.admin, f'{{"conditions":{conditions}}}')
     assert response.status_code == 400
@@ -1103,7 +1103,7 @@ def test_saving_agents_body_errors(client, auth, body, error):
 
 @pytest.mark.parametrize("item", [{"count": 1.5}, {"order": 1.5}, {"count": -1}, {"order": -1}, {"count": "5"}])
 def test_saving_agents_with_bad_count_or_order_is_refused(client, auth, item):
-    # §2.11 Match.Integer; decisions.md: count/order must be integers >= 0.
+    # §2.11 Match.Integer; docs/compatibility.md §D.13: count/order must be integers >= 0.
     agent = auth.create_user("an.agent")
     created = create_department(client, auth.admin)
     body = {"upsert": [{"agentId": agent["_id"], **item}], "remove": []}
@@ -1348,7 +1348,7 @@ def test_64_enabled_departments_only(client, auth):
 
 
 def test_deleting_a_user_unlinks_them_and_fixes_num_agents(client, auth):
-    # numAgents is the number of links (decisions.md, §1.4), also after users.delete (§4.4).
+    # numAgents is the number of links (docs/compatibility.md §D.5, §1.4), also after users.delete (§4.4).
     a, b = auth.create_user("agent.a"), auth.create_user("agent.b")
     created = create_department(client, auth.admin, agents=[{"agentId": a["_id"]}, {"agentId": b["_id"]}])
     assert get_department(client, auth.admin, created["_id"])["department"]["numAgents"] == 2  # read (and cached) first
@@ -1367,7 +1367,7 @@ def test_get_one_unknown_id_without_view_livechat_departments_has_no_agents_key(
 
 
 def test_autocomplete_only_my_departments_for_an_agent(client, auth):
-    # decisions.md: onlyMyDepartments=true means "departments I am an agent of" without view-livechat-departments.
+    # docs/compatibility.md §D.17: onlyMyDepartments=true means "departments I am an agent of" without view-livechat-departments.
     agent = make_agent(client, auth, "auto.agent")
     mine = create_department(client, auth.admin, name="mine", agents=[{"agentId": agent["_id"]}])
     create_department(client, auth.admin, name="other")
@@ -1378,7 +1378,7 @@ def test_autocomplete_only_my_departments_for_an_agent(client, auth):
 
 
 def test_department_unit_is_accepted_and_ignored(client, auth):
-    # decisions.md "Not in scope": `departmentUnit` is accepted and ignored.
+    # docs/compatibility.md §D.17 "Not in scope": `departmentUnit` is accepted and ignored.
     response = client.post(
         LIST, json={"department": department_fields(), "departmentUnit": {"_id": "some-unit"}}, headers=auth.admin
     )
@@ -1391,7 +1391,7 @@ def test_department_unit_is_accepted_and_ignored(client, auth):
 
 
 # ---------------------------------------------------------------------------
-# Hostile input is answered with a JSON 2xx/4xx, never a 500 (decisions.md)
+# Hostile input is answered with a JSON 2xx/4xx, never a 500 (docs/compatibility.md §D.14)
 # ---------------------------------------------------------------------------
 
 

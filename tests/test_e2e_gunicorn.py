@@ -1,7 +1,7 @@
 """The real server: `gunicorn -c gunicorn.conf.py app:app` from the project root, over real HTTP.
 
 Each test starts gunicorn (two sync workers) on a database of its own, on a free port below
-32768 (the ephemeral range above it is busy with client sockets, see notes/ecosystem.md §6.1),
+32768 (the ephemeral range above it is busy with client sockets),
 and always stops it again.
 """
 

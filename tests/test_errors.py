@@ -1,5 +1,5 @@
-"""The one error path: every failure is a JSON body with the right status (shared/spec §3.1–§3.5,
-decisions.md "A malformed JSON body, wrong Content-Type, unknown route or method")."""
+"""The one error path: every failure is a JSON body with the right status (docs/compatibility.md §3.1–§3.5,
+docs/compatibility.md §D.14 "A malformed JSON body, wrong Content-Type, unknown route or method")."""
 
 import json
 import re
@@ -8,8 +8,8 @@ import pytest
 from conftest import ADMIN_PASSWORD, API, CHEAP_HASHING, FORBIDDEN_BODY, UNAUTHORIZED_BODY
 
 import db
-from app import create_app
 from access import public
+from app import create_app
 
 NOT_FOUND = {"success": False, "error": "Resource not found"}
 NOT_ALLOWED = {"success": False, "error": "Method not allowed"}
@@ -130,7 +130,7 @@ def test_forbidden_body_is_exact(client, auth):
 
 def test_check_order_is_401_then_400_then_403(client, auth):
     plain = auth.user_headers("plain")
-    # The agent list answers Rocket.Chat's bare `API.v1.forbidden()` (shared/spec §4.5).
+    # The agent list answers Rocket.Chat's bare `API.v1.forbidden()` (docs/compatibility.md §4.5).
     bare_forbidden = {"success": False, "error": "unauthorized"}
     cases = [
         # (method, path, bad body or query, good body or query, the 403 body)

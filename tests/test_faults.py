@@ -27,8 +27,8 @@ from conftest import ADMIN_PASSWORD, API, CHEAP_HASHING, POSTGRES_URL, backends,
 from flask import Flask
 from servers import Server, free_port, login
 
-import db
 import account_service
+import db
 from app import create_app
 from cli import upgrade_database
 

@@ -1,7 +1,7 @@
 """schemathesis over the whole OpenAPI document: in-process on both databases, and over HTTP
 against a real gunicorn.
 
-What must hold for every generated request, valid or not (notes/ecosystem.md §7.4):
+What must hold for every generated request, valid or not:
 - `not_a_server_error`: never a 5xx;
 - `status_code_conformance`: only the statuses the operation documents (200 and its 4xx);
 - `content_type_conformance` and `response_schema_conformance`: bodies shaped as documented.

@@ -1,4 +1,4 @@
-"""Properties of `GET livechat/department` (shared/spec §2.1, §3.8), with hypothesis.
+"""Properties of `GET livechat/department` (docs/compatibility.md §2.1, §3.8), with hypothesis.
 
 For random sets of departments (names in mixed case, Unicode, duplicates, empty; some disabled,
 some archived) and random `text`/`enabled`/`showArchived`/`sort`/`offset`/`count`:
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 settings.register_profile(
     "ci",
-    deadline=None,  # shared 2-core machines: timing is noise (notes/ecosystem.md §7.2)
+    deadline=None,  # shared 2-core machines: timing is noise (docs/architecture.md)
     max_examples=30,
     derandomize=True,
     database=None,

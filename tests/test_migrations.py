@@ -21,7 +21,7 @@ import models
 from app import create_app
 from cli import alembic_config, upgrade_database
 
-# Rocket.Chat's default grants for the permissions our endpoints check (shared/spec §3.4),
+# Rocket.Chat's default grants for the permissions our endpoints check (docs/compatibility.md §3.4),
 # written out here rather than imported, so the seed is checked against the spec.
 SPEC_PERMISSIONS = {
     "view-livechat-departments": ["livechat-manager", "livechat-monitor", "admin"],
@@ -44,7 +44,7 @@ DEFAULT_SETTINGS = {
     "API_Default_Count": 50,
     "API_Upper_Count_Limit": 100,
     "API_Allow_Infinite_Count": True,
-    "Omnichannel_enable_department_removal": True,  # decisions.md: DELETE works by default
+    "Omnichannel_enable_department_removal": True,  # docs/compatibility.md §D.8: DELETE works by default
     "DEPARTMENT_LIMIT": 0,
     "Livechat_enabled": True,
     "Livechat_Routing_Method": "Auto_Selection",

@@ -1,5 +1,5 @@
 """Who may call which department endpoint: one table, derived from the perm line of each endpoint
-in shared/spec §2 (and §4.6) and the default role grants of §3.4.
+in docs/compatibility.md §2 (and §4.6) and the default role grants of §3.4.
 
 Every request is VALID, so that the permission check alone decides: "allow" means the route let the
 caller through and the request succeeded (2xx, `success: true`); 403 is the exact Rocket.Chat body;

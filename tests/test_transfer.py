@@ -27,9 +27,9 @@ from conftest import (
 from flask import Flask
 from flask.testing import FlaskClient
 
-import db
 import account_service
 import data_transfer
+import db
 import rocketchat_import
 from app import create_app
 

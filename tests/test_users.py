@@ -1,4 +1,4 @@
-"""users.create/info/list/delete and livechat/users/:type (shared/spec §4.4–§4.5, §5 #65–#68)."""
+"""users.create/info/list/delete and livechat/users/:type (docs/compatibility.md §4.4–§4.5, §5 #65–#68)."""
 
 import re
 

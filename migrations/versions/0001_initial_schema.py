@@ -18,7 +18,7 @@ ROLES = {
     "user": "Normal user",
 }
 
-# Rocket.Chat's default grants (shared/spec §3.4), for every permission our endpoints check.
+# Rocket.Chat's default grants (docs/compatibility.md §3.4), for every permission our endpoints check.
 PERMISSIONS = {
     "view-livechat-departments": ["livechat-manager", "livechat-monitor", "admin"],
     "manage-livechat-departments": ["livechat-manager", "livechat-monitor", "admin"],
@@ -43,7 +43,7 @@ SETTINGS = {
     "API_Default_Count": 50,
     "API_Upper_Count_Limit": 100,
     "API_Allow_Infinite_Count": True,
-    # Rocket.Chat defaults to false; a standalone service has no rooms to orphan (decisions.md).
+    # Rocket.Chat defaults to false; a standalone service has no rooms to orphan (docs/compatibility.md §D.8).
     "Omnichannel_enable_department_removal": True,
     # 0 = unlimited (Rocket.Chat CE allows 1, EE unlimited).
     "DEPARTMENT_LIMIT": 0,
