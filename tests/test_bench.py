@@ -72,7 +72,7 @@ def test_the_cold_path_mode_runs_and_prints_its_ratios(tmp_path, capsys, monkeyp
         pytest.skip("wrk is not installed (`apt-get install wrk`, as .ci/run does)")
     monkeypatch.setenv("READ_CACHE", "on")  # main() turns it off; monkeypatch restores it afterwards
     argv = ["--cold", "--rounds", "3", "--duration", "0.5", "--warmup", "0", "--workloads", "get,list",
-            "--departments", "60", "--out", str(tmp_path)]
+            "--departments", "400", "--out", str(tmp_path)]  # the mix needs 360 distinct ids
     assert bench.main(argv) == 0
     output = capsys.readouterr().out
     assert "read caches: off" in output
