@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+import db
 from department_service import recount_agents
 from errors import ApiError
 from models import (
@@ -172,7 +173,7 @@ def authenticated_caller(session: Session, user_id: str, token: str, ttl: timede
     """The active user owning this `X-User-Id` + `X-Auth-Token` pair, if the token exists and
     has not expired. Callers that keep the answer (cache.py) must compare its expiry with the
     clock each time they use it."""
-    connection = session.connection()
+    connection = db.connection_of(session)
     oldest = now() - ttl if ttl is not None else datetime(1970, 1, 1, tzinfo=UTC)
     row = connection.execute(
         _caller_statement(connection.dialect.name), {"hashed_token": hash_token(token), "oldest": oldest}
@@ -232,7 +233,7 @@ def _record_failure(session: Session, keys: list[str], throttle: LoginThrottle, 
     Core statements on the session's connection: part of the transaction, but not a change of
     anything the read caches hold, so the data version (db.py) is left alone.
     """
-    connection = session.connection()
+    connection = db.connection_of(session)
     insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
     ended = LoginFailure.window_start <= at - throttle.window
     # The window has ended for stale rows: drop them (keeps the table small under a spray).
@@ -251,7 +252,7 @@ def _record_failure(session: Session, keys: list[str], throttle: LoginThrottle, 
 
 
 def _clear_failures(session: Session, keys: Iterable[str]) -> None:
-    session.connection().execute(delete(LoginFailure).where(LoginFailure.key.in_(list(keys))))
+    db.connection_of(session).execute(delete(LoginFailure).where(LoginFailure.key.in_(list(keys))))
 
 
 def login(

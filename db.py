@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 from flask import Flask, current_app, g, request
-from sqlalchemy import Engine, create_engine, delete, event, insert, text
+from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
@@ -178,6 +178,11 @@ def plain_sessionmaker(engine: Engine) -> sessionmaker[Session]:
         if state.is_insert or state.is_update or state.is_delete:
             refuse_in_read_only(state.session)
 
+    @event.listens_for(factory, "after_transaction_end")
+    def _forget_connection(session: Session, transaction: Any) -> None:
+        if transaction.parent is None:  # the outermost transaction: its connection is released
+            session.info.pop("connection", None)
+
     @event.listens_for(factory, "before_commit")
     def _clear_write_context(session: Session) -> None:
         # SQLite: the row must not outlive the transaction, or a later hand edit would be
@@ -187,6 +192,15 @@ def plain_sessionmaker(engine: Engine) -> sessionmaker[Session]:
             session.connection().execute(CLEAR_WRITE_CONTEXT)
 
     return factory
+
+
+def connection_of(session: Session) -> Connection:
+    """The connection of `session`'s transaction, looked up once per transaction: the reads run
+    Core statements on it, and Session.connection() costs more than a small query."""
+    connection = session.info.get("connection")
+    if connection is None:
+        connection = session.info["connection"] = session.connection()
+    return connection
 
 
 SET_WRITE_CONTEXT = insert(WriteContext).prefix_with("OR REPLACE")

@@ -35,6 +35,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
+import db
 from errors import ApiError
 from models import Department, DepartmentAgent, User, utcnow
 
@@ -238,12 +239,12 @@ def _agent_page_statement(sort: Sort, paged: bool) -> Select[Any]:
 
 
 def _rows(session: Session, query: Select[Any], params: dict[str, Any]) -> list[Row[Any]]:
-    return session.connection().execute(query, params).all()  # one fetchall, not a fetch per row
+    return db.connection_of(session).execute(query, params).all()  # one fetchall, not a fetch per row
 
 
 def count_departments(session: Session, where: ListFilter) -> int:
     """The number of departments matching `where` (a list's `total`)."""
-    return int(session.connection().execute(_count_statement(where.shape()), where.params()).scalar() or 0)
+    return int(db.connection_of(session).execute(_count_statement(where.shape()), where.params()).scalar() or 0)
 
 
 def list_departments(
@@ -275,7 +276,7 @@ def list_department_agents(
 ) -> tuple[list[Row[Any]], int]:
     """One page of a department's agent links (an unknown department simply has none)."""
     params = {"department_id": department_id, "offset": offset, "limit": limit}
-    total = session.connection().execute(AGENT_COUNT, params).scalar() or 0
+    total = db.connection_of(session).execute(AGENT_COUNT, params).scalar() or 0
     return _rows(session, _agent_page_statement(tuple(sort), limit is not None), params), total
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import db
 from errors import ApiError
 from models import Permission, Role, Setting, utcnow
 
@@ -87,8 +88,11 @@ def get_setting(session: Session, setting_id: str) -> Setting:
     return setting
 
 
+ALL_SETTINGS = select(Setting.id, Setting.value)
+
+
 def all_settings(session: Session) -> dict[str, Any]:
-    return {setting_id: value for setting_id, value in session.execute(select(Setting.id, Setting.value))}
+    return dict(db.connection_of(session).execute(ALL_SETTINGS).all())  # type: ignore[arg-type]
 
 
 
