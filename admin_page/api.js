@@ -21,6 +21,7 @@ export class ApiFailure extends Error {
 }
 
 let session = readSession();
+const prefetched = new Map(); // url -> the promise of a GET started ahead (prefetch)
 let reauthenticate = null; // set by the app: () => Promise<void> resolved once signed in again
 let pendingSignIn = null; // one dialog for every request that got a 401 meanwhile
 
@@ -38,6 +39,7 @@ export function currentSession() {
 
 export function setSession(value) {
   session = value;
+  prefetched.clear(); // answers fetched for one session never reach another's views
   if (value) sessionStorage.setItem(STORAGE_KEY, JSON.stringify(value));
   else sessionStorage.removeItem(STORAGE_KEY);
 }
@@ -61,6 +63,14 @@ export function apiUrl(path, query) {
  * `reauth: false` a 401 is an ApiFailure like any other.
  */
 export async function request(method, path, { query, body, signal, reauth = true } = {}) {
+  if (method === "GET" && prefetched.size) {
+    const url = apiUrl(path, query).href;
+    const ahead = prefetched.get(url);
+    if (ahead) {
+      prefetched.delete(url);
+      return ahead;
+    }
+  }
   for (;;) {
     const headers = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -97,6 +107,18 @@ export async function request(method, path, { query, body, signal, reauth = true
     }
     throw new ApiFailure(response.status, json);
   }
+}
+
+/**
+ * Start a GET now that a view will make soon (the first list after sign-in, while the
+ * permissions load): the view's identical `request` then takes this answer (once). A failed
+ * prefetch is forgotten, so the view asks again and gets its own error.
+ */
+export function prefetch(path, query) {
+  const url = apiUrl(path, query).href;
+  const ahead = request("GET", path, { query });
+  ahead.catch(() => prefetched.delete(url));
+  prefetched.set(url, ahead);
 }
 
 function signInAgain() {

@@ -100,6 +100,8 @@ async function renderItem(section, id, tabId) {
 
 async function enter(session, roles) {
   userId = session.userId;
+  const [first, ...rest] = parseHash();
+  (SECTIONS.find((s) => s.id === first) || SECTIONS[0]).prefetch?.(first ? rest : []);
   can = await loadCapabilities(roles);
   who.textContent = t("signedInAs", { username: session.username });
   header.hidden = false;

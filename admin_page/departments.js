@@ -1,7 +1,7 @@
 // Departments: the lists (active and archived) and one department's details (create, edit,
 // or read-only), with its agents.
 
-import { ApiFailure, request } from "./api.js";
+import { ApiFailure, prefetch, request } from "./api.js";
 import { h, replace, time } from "./dom.js";
 import { t } from "./messages.js";
 import { confirmDialog, field, pagedTable, searchPicker } from "./widgets.js";
@@ -14,6 +14,15 @@ const listStates = {
 };
 
 const yesNo = (value) => (value ? t("yes") : t("no"));
+const listPath = (archived) => (archived ? "livechat/departments/archived" : "livechat/department");
+const listQuery = ({ text, sort, offset, count }) => ({ text, offset, count, sort: JSON.stringify({ [sort.field]: sort.direction }) });
+
+/** Ask for the list that `#/departments/<rest>` will show (app.js, right after sign-in). */
+export function prefetchDepartmentList(rest) {
+  if (rest.length === 0 || rest[0] === "archived") {
+    prefetch(listPath(rest[0] === "archived"), listQuery(listStates[rest[0] === "archived" ? "archived" : "active"]));
+  }
+}
 
 /** `#/departments` and `#/departments/archived`. */
 export function renderDepartmentList(main, ctx, rest) {
@@ -54,11 +63,8 @@ export function renderDepartmentList(main, ctx, rest) {
     tools: can.manageDepartments ? [h("a", { href: "#/departments/new", class: "button primary" }, t("newDepartment"))] : [],
     emptyText: t("noDepartments"),
     onError: ctx.showError,
-    load: async ({ text, sort, offset, count }, signal) => {
-      const answer = await request("GET", archived ? "livechat/departments/archived" : "livechat/department", {
-        query: { text, offset, count, sort: JSON.stringify({ [sort.field]: sort.direction }) },
-        signal,
-      });
+    load: async (listState, signal) => {
+      const answer = await request("GET", listPath(archived), { query: listQuery(listState), signal });
       return { rows: answer.departments, total: answer.total };
     },
   });

@@ -3,7 +3,7 @@
 // a section (for example a department's change history) is one entry in a list below, with
 // its `render` module; the router, navigation and tabs follow from these lists.
 
-import { renderDepartmentDetails, renderDepartmentList } from "./departments.js";
+import { prefetchDepartmentList, renderDepartmentDetails, renderDepartmentList } from "./departments.js";
 import { renderPeople } from "./people.js";
 
 /**
@@ -20,7 +20,8 @@ export const DEPARTMENT_TABS = [
 /**
  * Top navigation: `#/<id>…` routes. `render(main, ctx, rest)` draws `#/<id>/<rest…>`; a section
  * with `itemTabs` draws `#/<id>/<item id>/<tab>` as that item's tabs instead, except for the
- * list views it names in `listViews`.
+ * list views it names in `listViews`. `prefetch(rest)`, if any, starts the first request of
+ * `render` while the permissions load after sign-in (the first section is the default).
  */
 export const SECTIONS = [
   {
@@ -28,6 +29,7 @@ export const SECTIONS = [
     label: "sectionDepartments",
     visible: (can) => can.viewDepartments,
     render: renderDepartmentList,
+    prefetch: prefetchDepartmentList,
     listViews: ["archived"],
     itemTabs: DEPARTMENT_TABS,
     itemLabel: "departmentSections",
