@@ -77,6 +77,7 @@ export function renderDepartmentList(main, ctx, rest) {
     } catch (error) {
       ctx.showError(error);
     }
+    table.search.focus(); // the row and its button may be gone: the keyboard goes on from the list's top
   }
   const idPath = (d) => `livechat/department/${encodeURIComponent(d._id)}`;
   const archive = (d) => act(request("POST", `${idPath(d)}/archive`), t("archived", { name: d.name }));

@@ -105,7 +105,7 @@ export const MESSAGES = {
   removeItem: "Remove {name}",
   chooseItem: "Choose {name}",
   noResults: "No results.",
-  resultsCount: "{count} results",
+  resultsCount: "Results: {count}",
   agentsTitle: "Agents",
   agentsHidden: "Your account may not see this department's agents.",
   noAgents: "No agents yet.",

@@ -207,29 +207,31 @@ class Browser:
         assert not self.problems, self.problems
 
     # keyboard only
-    def focused_name(self) -> str:
+    def focused_name(self, within: str = "*") -> str:
+        """The focused control's accessible name ("" when it is not inside `within`, a CSS selector)."""
         return self.page.evaluate(
-            """() => {
+            """(within) => {
                 const e = document.activeElement;
-                if (!e || e === document.body) return "";
+                if (!e || e === document.body || !e.closest(within)) return "";
                 const label = e.getAttribute("aria-label") || (e.labels && e.labels[0] && e.labels[0].textContent);
                 return (label || e.textContent || "").trim();
-            }"""
+            }""",
+            within,
         )
 
-    def tab_to(self, name: str, limit: int = 300) -> None:
+    def tab_to(self, name: str, within: str = "*", limit: int = 300) -> None:
         """Press Tab until the focused control's accessible name is `name`."""
         seen = []
         for _ in range(limit):
             self.page.keyboard.press("Tab")
-            current = self.focused_name()
+            current = self.focused_name(within)
             if current == name:
                 return
             seen.append(current)
         raise AssertionError(f"{name!r} not reached with Tab; focused in turn: {seen[:80]}")
 
-    def press(self, name: str, key: str = "Enter") -> None:
-        self.tab_to(name)
+    def press(self, name: str, key: str = "Enter", within: str = "*") -> None:
+        self.tab_to(name, within)
         self.page.keyboard.press(key)
 
     def type_into(self, name: str, text: str) -> None:
@@ -311,6 +313,21 @@ def test_department_walk_with_the_keyboard_only(server: Server, playwright_brows
     expect(page.locator(".summary")).to_have_text("1–25 of 30")
     ui.capture("departments")
 
+    # pages and sorting come from the server
+    ui.press("Next page")
+    expect(page.locator(".summary")).to_have_text("26–30 of 30")
+    ui.expect_rows([f"Filler {index}" for index in range(25, 30)])
+    ui.press("Previous page")
+    expect(page.locator(".summary")).to_have_text("1–25 of 30")
+    ui.press("Email")
+    expect(page.locator("th[aria-sort=ascending]")).to_have_text("Email")
+    page.keyboard.press("Enter")  # the same button, still focused
+    expect(page.locator("th[aria-sort=descending]")).to_have_text("Email")
+    expect(ui.rows().first.locator("td").first).to_have_text("f9@example.com")  # f9 > f29 > … in byte order
+    ui.press("Name")
+    expect(page.locator("th[aria-sort=ascending]")).to_have_text("Name")
+    expect(ui.rows().first.locator("th")).to_have_text("Filler 00")
+
     # create, with two agents found by search
     ui.press("New department")
     page.get_by_role("heading", name="New department").wait_for()
@@ -386,7 +403,7 @@ def test_department_walk_with_the_keyboard_only(server: Server, playwright_brows
     assert api_get(server.base, headers, f"livechat/agents/{bob['_id']}/departments")["departments"] == []
 
     # agents and managers: give and take the roles
-    ui.press("Agents")
+    ui.press("Agents", within="header")  # the link, not the column of that name
     page.get_by_role("heading", name="Agents").wait_for()
     ui.expect_rows(["alice", "bob"])
     ui.capture("agents")
@@ -399,7 +416,7 @@ def test_department_walk_with_the_keyboard_only(server: Server, playwright_brows
     ui.press("Remove role")
     ui.expect_notice("alice no longer has the role.")
     ui.expect_rows(["bob", "carol"])
-    ui.press("Managers")
+    ui.press("Managers", within="header")
     page.get_by_role("heading", name="Managers").wait_for()
     ui.expect_rows(["carol"])
     ui.capture("managers")
@@ -504,7 +521,7 @@ def test_an_agent_sees_read_only_pages(server: Server, playwright_browser: Any, 
     expect(page.get_by_text("Your account may not see this department's agents.")).to_be_visible()
     ui.capture("department-read-only")
 
-    ui.press("Agents")
+    ui.press("Agents", within="header")
     ui.expect_rows(["agnes"])
     assert page.get_by_role("button", name=re.compile("^Remove")).count() == 0
     assert page.get_by_label("Add by username").count() == 0
@@ -612,3 +629,119 @@ def test_the_page_works_behind_nginx_under_a_prefix(tmp_path: Path, playwright_b
         finally:
             nginx.stop()
     assert "Traceback" not in server.output()
+
+
+def create_department(base: str, headers: dict[str, str], name: str, agents: list[dict[str, Any]] | None = None) -> str:
+    body: dict[str, Any] = {"department": {"name": name, "email": f"{name.split()[0].lower()}@example.com", "enabled": True,
+                                           "showOnRegistration": True}}
+    if agents:
+        body["agents"] = agents
+    response = requests.post(f"{base}{API}/livechat/department", json=body, headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()["department"]["_id"]
+
+
+@pytest.mark.e2e
+@needs_chromium
+def test_forwarding_choices_agent_removal_and_what_delete_cleans_up(
+    server: Server, playwright_browser: Any, axe_source: str, backend: str
+) -> None:
+    headers = admin_headers(server.base)
+    alice = create_user(server.base, headers, "alice", ["user", "livechat-agent"])
+    bob = create_user(server.base, headers, "bob", ["user", "livechat-agent"])
+    alpha = create_department(server.base, headers, "Alpha desk", [{"agentId": alice["_id"]}, {"agentId": bob["_id"], "count": 3}])
+    beta = create_department(server.base, headers, "Beta desk")
+    gamma = create_department(server.base, headers, "Gamma desk")
+
+    ui = Browser(playwright_browser, server.base, f"forwarding-{backend}", axe_source)
+    page = ui.page
+    page.goto(f"{server.base}/admin/#/departments/{alpha}")
+    sign_in_with_keyboard(ui, "admin", ADMIN_PASS)
+    page.get_by_role("heading", name="Edit “Alpha desk”").wait_for()
+    expect(page.locator("table.agents tbody th")).to_have_text(["alice", "bob"])
+
+    page.get_by_label("Fallback department").fill("bet")
+    page.get_by_role("button", name="Choose Beta desk").click()
+    expect(page.locator(".chosen")).to_contain_text("Beta desk")
+    page.get_by_label("Departments allowed to forward to").fill("gam")
+    page.get_by_role("button", name="Choose Gamma desk").click()
+    page.get_by_label("Departments allowed to forward to").fill("beta")
+    page.get_by_role("button", name="Choose Beta desk").click()
+    expect(page.locator(".chips li")).to_have_text(["Gamma deskRemove", "Beta deskRemove"])
+    page.get_by_label("Departments allowed to forward to").fill("alpha")  # a department never offers itself
+    allowed_picker = page.locator(".picker", has=page.get_by_label("Departments allowed to forward to"))
+    expect(allowed_picker.locator(".pick-results")).to_have_text("No results.")
+    page.get_by_role("button", name="Remove alice").click()
+    ui.expect_notice("alice removed.")
+    ui.capture("department-forwarding")
+    page.get_by_role("button", name="Save").click()
+    ui.expect_notice("Saved.")
+
+    saved = api_get(server.base, headers, f"livechat/department/{alpha}")
+    assert saved["department"]["fallbackForwardDepartment"] == beta
+    assert saved["department"]["departmentsAllowedToForward"] == [gamma, beta]
+    assert [(a["username"], a["count"]) for a in saved["agents"]] == [("bob", 3)]  # kept as it was
+    assert saved["department"]["numAgents"] == 1
+
+    # delete Beta desk: the confirmation says it, and Alpha desk no longer names it
+    page.get_by_label("Search departments").fill("beta")
+    ui.expect_rows(["Beta desk"])
+    page.get_by_role("button", name="Delete Beta desk").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("removes its agent links (0)")
+    dialog.get_by_role("button", name="Delete department").click()
+    ui.expect_notice("“Beta desk” deleted.")
+    cleaned = api_get(server.base, headers, f"livechat/department/{alpha}")["department"]
+    assert not cleaned.get("fallbackForwardDepartment")
+    assert cleaned["departmentsAllowedToForward"] == [gamma]
+
+    page.goto(f"{server.base}/admin/#/departments/{alpha}")
+    page.get_by_role("heading", name="Edit “Alpha desk”").wait_for()
+    expect(page.locator(".chosen")).to_have_text("None")
+    expect(page.locator(".chips li")).to_have_text(["Gamma deskRemove"])
+    ui.close()
+
+
+@pytest.mark.e2e
+@needs_chromium
+def test_a_caller_who_may_only_add_agents_edits_the_agents_alone(
+    server: Server, playwright_browser: Any, axe_source: str, backend: str
+) -> None:
+    """Without manage-livechat-departments but with add-livechat-department-agents: the fields are
+    shown but cannot be changed, the agents can, and they are saved in one request (POST …/agents)."""
+    headers = admin_headers(server.base)
+    changed = requests.post(f"{server.base}{API}/permissions.update", headers=headers, timeout=10, json={"permissions": [
+        {"_id": "manage-livechat-departments", "roles": ["admin", "livechat-monitor"]},
+        {"_id": "remove-livechat-department", "roles": ["admin"]},
+    ]})
+    assert changed.status_code == 200, changed.text
+    create_user(server.base, headers, "manny", ["user", "livechat-manager"])
+    alice = create_user(server.base, headers, "alice", ["user", "livechat-agent"])
+    create_user(server.base, headers, "bob", ["user", "livechat-agent"])
+    desk = create_department(server.base, headers, "Agents desk", [{"agentId": alice["_id"]}])
+
+    ui = Browser(playwright_browser, server.base, f"agents-only-{backend}", axe_source)
+    page = ui.page
+    page.goto(f"{server.base}/admin/")
+    sign_in_with_keyboard(ui, "manny", "pw-manny")
+    ui.expect_rows(["Agents desk"])
+    assert page.get_by_role("link", name="New department").count() == 0
+    assert page.get_by_role("button", name=re.compile("^(Archive|Delete)")).count() == 0
+    ui.press("Agents desk")
+    page.get_by_role("heading", name="Edit “Agents desk”").wait_for()
+    expect(page.get_by_label("Name", exact=True)).to_be_disabled()
+    expect(page.get_by_label("Fallback department")).to_be_disabled()
+    ui.type_into("Search an agent to add", "bob")
+    ui.press("Choose bob")
+    ui.type_into("Order of alice", "4")
+    ui.capture("department-agents-only")
+    calls: list[str] = []
+    page.on("request", lambda request: calls.append(f"{request.method} {request.url.split('/api/v1/')[1]}")
+            if "/api/v1/livechat/department/" in request.url and request.method != "GET" else None)
+    ui.press("Save")
+    ui.expect_notice("Saved.")
+    assert calls == [f"POST livechat/department/{desk}/agents"]
+    saved = api_get(server.base, headers, f"livechat/department/{desk}")
+    assert [(a["username"], a["order"]) for a in saved["agents"]] == [("alice", 4), ("bob", 0)]
+    assert saved["department"]["name"] == "Agents desk"
+    ui.close()
