@@ -610,6 +610,10 @@ def test_the_page_works_behind_nginx_under_a_prefix(tmp_path: Path, playwright_b
 
             ui = Browser(playwright_browser, nginx.base, "nginx", axe_source)
             page = ui.page
+            # the API docs page links to it, relative to itself
+            page.goto(f"{base}/api/docs")
+            link = page.get_by_role("link", name="the admin page")
+            assert urljoin(page.url, link.get_attribute("href")) == f"{base}/admin/"
             page.goto(f"{base}/admin")
             sign_in_with_keyboard(ui, "admin", ADMIN_PASS)
             ui.expect_rows(["Behind nginx"])
