@@ -140,7 +140,7 @@ export function errorField(body) {
   const message = body.error || "";
   const required = /must have required property '([^']+)'/.exec(message);
   if (required) return { key: required[1] };
-  const path = / in field (\S+)$/.exec(message);
+  const path = / in field (.+)$/.exec(message);
   if (path) {
     const agent = /^(?:upsert|agents)\[(\d+)\]\.?(\w*)/.exec(path[1]);
     if (agent) return { agent: Number(agent[1]), key: agent[2] };
@@ -164,6 +164,10 @@ export async function renderDepartmentDetails(main, ctx, id) {
     }
     department = answer.department;
     agents = (answer.agents || []).map((a) => ({ agentId: a.agentId, username: a.username, count: a.count ?? 0, order: a.order ?? 0 }));
+  }
+  if (creating && !can.manageDepartments) {
+    replace(main, backLink(), h("h1", { tabindex: "-1" }, t("notAllowedCreate")));
+    return;
   }
   const names = await departmentNames([department.fallbackForwardDepartment, ...(department.departmentsAllowedToForward || [])]);
   // A create takes its agents with the department (manage permission only); an edit's agents
@@ -398,6 +402,8 @@ function departmentForm({ ctx, creating, department, agents, names, editFields, 
       })
     : null;
 
+  const customFields = customFieldsEditor(department, controls);
+
   const submit = h("button", { type: "submit", class: "primary" }, creating ? t("create") : t("save"));
   const title = creating ? t("createDepartment") : t("editDepartment", { name: department.name });
   const form = h(
@@ -414,7 +420,8 @@ function departmentForm({ ctx, creating, department, agents, names, editFields, 
       h("div", { class: "grid" },
         h("div", {}, fallbackPicker.element, fallbackShown, fallbackError),
         h("div", {}, allowedPicker.element, allowedList, allowedError)),
-      textFields.slice(3)),
+      textFields.slice(3),
+      customFields),
     h("fieldset", { class: "agents" },
       h("legend", {}, t("agentsTitle")),
       agentPicker ? agentPicker.element : null,
@@ -531,6 +538,57 @@ function departmentForm({ ctx, creating, department, agents, names, editFields, 
   }
 
   return form;
+}
+
+/**
+ * Custom fields: the department's other keys (string, whole number or yes/no values, as the API
+ * takes them), each edited with a control of its type, and new ones added by name and type. They
+ * join `controls`, so they are saved and get their errors like the other fields. (A PUT merges
+ * custom fields: the API has no way to remove one, so neither has the page.)
+ */
+function customFieldsEditor(department, controls) {
+  const list = h("div", { class: "grid" });
+  const kindOf = (value) => (typeof value === "boolean" ? "boolean" : Number.isInteger(value) ? "integer" : "text");
+  function add(key, kind, value) {
+    const control =
+      kind === "boolean"
+        ? h("input", { type: "checkbox", checked: Boolean(value) })
+        : h("input", { type: kind === "integer" ? "number" : "text", step: kind === "integer" ? "1" : null, value: String(value ?? ""), autocomplete: "off" });
+    const f = field(key, control);
+    controls[key] = {
+      ...f,
+      read: () => (kind === "boolean" ? control.checked : kind === "integer" ? (control.value === "" ? 0 : Number(control.value)) : control.value),
+    };
+    list.append(f.element);
+    return control;
+  }
+  for (const [key, value] of Object.entries(department)) {
+    if (!KNOWN_KEYS.has(key)) add(key, kindOf(value), value);
+  }
+  const name = field(t("customName"), h("input", { type: "text", autocomplete: "off", spellcheck: "false" }));
+  const kind = field(t("customType"), h("select", {},
+    h("option", { value: "text" }, t("customText")),
+    h("option", { value: "integer" }, t("customInteger")),
+    h("option", { value: "boolean" }, t("customBoolean"))));
+  const addButton = h("button", {
+    type: "button",
+    onclick: () => {
+      const key = name.control.value.trim();
+      name.setError("");
+      if (!key) return name.control.focus();
+      if (controls[key] || KNOWN_KEYS.has(key)) {
+        name.setError(t("customExists", { name: key }));
+        return name.control.focus();
+      }
+      const control = add(key, kind.control.value, kind.control.value === "boolean" ? false : "");
+      name.control.value = "";
+      control.focus();
+    },
+  }, t("customAdd"));
+  return h("fieldset", { class: "custom" },
+    h("legend", {}, t("fieldCustom")),
+    list,
+    h("div", { class: "custom-add" }, name.element, kind.element, addButton));
 }
 
 function errorSetter(control, slot) {

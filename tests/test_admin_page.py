@@ -647,13 +647,16 @@ def create_department(base: str, headers: dict[str, str], name: str, agents: lis
 
 @pytest.mark.e2e
 @needs_chromium
-def test_forwarding_choices_agent_removal_and_what_delete_cleans_up(
+def test_forwarding_choices_custom_fields_agent_removal_and_what_delete_cleans_up(
     server: Server, playwright_browser: Any, axe_source: str, backend: str
 ) -> None:
     headers = admin_headers(server.base)
     alice = create_user(server.base, headers, "alice", ["user", "livechat-agent"])
     bob = create_user(server.base, headers, "bob", ["user", "livechat-agent"])
     alpha = create_department(server.base, headers, "Alpha desk", [{"agentId": alice["_id"]}, {"agentId": bob["_id"], "count": 3}])
+    tiered = requests.put(f"{server.base}{API}/livechat/department/{alpha}", headers=headers, timeout=10,
+                          json={"department": {"tier": "gold", "vip": False}})
+    assert tiered.status_code == 200, tiered.text
     beta = create_department(server.base, headers, "Beta desk")
     gamma = create_department(server.base, headers, "Gamma desk")
 
@@ -677,6 +680,18 @@ def test_forwarding_choices_agent_removal_and_what_delete_cleans_up(
     expect(allowed_picker.locator(".pick-results")).to_have_text("No results.")
     page.get_by_role("button", name="Remove alice").click()
     ui.expect_notice("alice removed.")
+    # custom fields: edited with a control of their type, new ones added by name and type
+    expect(page.get_by_label("tier", exact=True)).to_have_value("gold")
+    page.get_by_label("tier", exact=True).fill("platinum")
+    page.get_by_label("vip", exact=True).check()
+    page.get_by_label("New custom field name").fill("tier")
+    page.get_by_role("button", name="Add custom field").click()
+    expect(page.locator(".custom-add .field-error").first).to_have_text("“tier” is already a field of this department.")
+    page.get_by_label("New custom field name").fill("priority")
+    page.get_by_label("Type", exact=True).select_option(label="Whole number")
+    page.get_by_role("button", name="Add custom field").click()
+    expect(page.get_by_label("priority", exact=True)).to_be_focused()
+    page.keyboard.type("2")
     ui.capture("department-forwarding")
     page.get_by_role("button", name="Save").click()
     ui.expect_notice("Saved.")
@@ -686,6 +701,7 @@ def test_forwarding_choices_agent_removal_and_what_delete_cleans_up(
     assert saved["department"]["departmentsAllowedToForward"] == [gamma, beta]
     assert [(a["username"], a["count"]) for a in saved["agents"]] == [("bob", 3)]  # kept as it was
     assert saved["department"]["numAgents"] == 1
+    assert (saved["department"]["tier"], saved["department"]["vip"], saved["department"]["priority"]) == ("platinum", True, 2)
 
     # delete Beta desk: the confirmation says it, and Alpha desk no longer names it
     page.get_by_label("Search departments").fill("beta")
