@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, redirect
+from flask import Blueprint, Response, current_app
 from werkzeug.exceptions import NotFound
 
 from openapi import doc
@@ -43,9 +43,14 @@ PAGE_HEADERS = {
 @bp.get("/admin")
 @doc(hidden=True)  # the admin page, not part of the API
 def page_without_slash() -> Response:
-    """The admin page's address without its trailing slash."""
-    # Relative, so that a path prefix is kept: /chat-api/admin -> /chat-api/admin/.
-    return redirect("admin/", code=308)
+    """The admin page's address without its trailing slash: a redirect to it."""
+    # Relative, so that any path prefix is kept (/chat-api/admin -> /chat-api/admin/), and with a
+    # JSON body like every answer of the service that is not a page (werkzeug's own slash
+    # redirect would answer HTML).
+    response = current_app.json.response({"success": True})
+    response.status_code = 308
+    response.headers["Location"] = "admin/"
+    return response
 
 
 @bp.get("/admin/")

@@ -171,9 +171,10 @@ export async function renderDepartmentDetails(main, ctx, id) {
   }
   const names = await departmentNames([department.fallbackForwardDepartment, ...(department.departmentsAllowedToForward || [])]);
   // A create takes its agents with the department (manage permission only); an edit's agents
-  // need add-livechat-department-agents (PUT drops them silently without it).
+  // need add-livechat-department-agents (PUT drops them silently without it), and can be edited
+  // only by someone who is shown them (GET department/:_id).
   const editFields = can.manageDepartments;
-  const editAgents = creating ? can.manageDepartments : can.editDepartmentAgents;
+  const editAgents = creating ? can.manageDepartments : can.editDepartmentAgents && can.viewDepartmentAgents;
   if (!editFields && !editAgents) {
     replace(main, backLink(), readOnlyView(department, agents, names, can));
     return;
@@ -425,7 +426,7 @@ function departmentForm({ ctx, creating, department, agents, names, editFields, 
     h("fieldset", { class: "agents" },
       h("legend", {}, t("agentsTitle")),
       agentPicker ? agentPicker.element : null,
-      agentTable.element),
+      creating || can.viewDepartmentAgents ? agentTable.element : h("p", {}, t("agentsHidden"))),
     h("div", { class: "actions" }, submit),
   );
 
@@ -478,7 +479,6 @@ function departmentForm({ ctx, creating, department, agents, names, editFields, 
       controls[where.key].control.focus();
     } else {
       formError.textContent = message;
-      formError.focus?.();
     }
   }
 

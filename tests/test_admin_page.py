@@ -75,8 +75,9 @@ def test_only_the_page_files_are_served(client):
         response = client.get(path)
         assert response.status_code == 404, path
         assert response.json == {"success": False, "error": "Resource not found"}
-    redirect = client.get("/admin")
+    redirect = client.get("/admin?x=1")
     assert redirect.status_code == 308 and redirect.headers["Location"] == "admin/"  # relative: keeps a prefix
+    assert redirect.json == {"success": True}  # JSON, as every answer that is not a page
 
 
 def test_the_page_has_no_inline_code_and_only_relative_urls():
