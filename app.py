@@ -54,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the application; `config` overrides the environment (tests pass their database here)."""
     import access
     import account_service
+    import admin_page_routes
     import auth_routes
     import cache
     import cli
@@ -87,6 +88,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(request_input.reject_nul_characters)
     for blueprint in (auth_routes.bp, user_routes.bp, workspace_routes.bp, department_routes.bp, docs_routes.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(admin_page_routes.bp)  # the admin web page, /admin/
     app.add_url_rule("/api/openapi.json", view_func=access.public(openapi.serve_document))
     errors.register_error_handlers(app)
     cli.register(app)

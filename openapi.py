@@ -25,6 +25,8 @@ from version import VERSION
 
 TITLE = "Livechat departments"
 OPENAPI_VERSION = "3.0.3"
+# Shown at the top of the docs page (/api/docs); the link is relative to that page, so it keeps a prefix.
+INFO = {"description": "Manage departments in a browser: [the admin page](../admin/)."}
 DEFAULT_ERRORS = (400, 401, 403)
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
@@ -135,7 +137,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
     tests/test_openapi.py fails on them)."""
 
     plugin = MarshmallowPlugin()
-    spec = APISpec(title=TITLE, version=VERSION, openapi_version=OPENAPI_VERSION, plugins=[plugin])
+    spec = APISpec(title=TITLE, version=VERSION, openapi_version=OPENAPI_VERSION, plugins=[plugin], info=INFO)
     plugin.map_to_openapi_type(validation.AjvBoolean, "boolean", None)
     plugin.map_to_openapi_type(validation.AjvNumber, "number", None)
     plugin.map_to_openapi_type(validation.AjvString, fields.String)
