@@ -44,6 +44,7 @@ def config_from_env() -> dict[str, Any]:
         "READ_CACHE": os.environ.get("READ_CACHE", "on").lower() not in ("0", "off", "false", "no"),
         "LOGIN_MAX_FAILURES": _env_int("LOGIN_MAX_FAILURES", 10),
         "LOGIN_FAILURE_WINDOW_SECONDS": _env_int("LOGIN_FAILURE_WINDOW_SECONDS", 300),
+        "LOGIN_ACCOUNT_MAX_FAILURES": _env_int("LOGIN_ACCOUNT_MAX_FAILURES", 100),
         "LOGIN_TOKEN_TTL_DAYS": float(os.environ.get("LOGIN_TOKEN_TTL_DAYS") or 90),
         "CORS_ORIGINS": os.environ.get("CORS_ORIGINS", ""),
         "TRUSTED_PROXY_HOPS": _env_int("TRUSTED_PROXY_HOPS", 0),
