@@ -11,7 +11,7 @@ import db
 from access import current_user, login_throttle, public, token_ttl
 from errors import ApiError
 from openapi import doc
-from request_input import request_body
+from request_input import InvalidCharacters, request_body
 from schemas import LoginResponseSchema, LoginSchema, LogoutResponseSchema, MeResponseSchema
 from validation import dump, load
 
@@ -23,8 +23,14 @@ bp = Blueprint("auth", __name__, url_prefix="/api/v1")
 @doc(body=LoginSchema, response=LoginResponseSchema, errors=(400, 401, 429), public=True)
 def login() -> Any:
     """Log in with a username/email and password, or resume with a token."""
-    data = load(LoginSchema, request_body())
     session = db.session()
+    try:
+        body = request_body()
+    except InvalidCharacters:
+        # Counted like a failed login of its address: such a body is no mistake a client makes.
+        account_service.refuse_login_body(session, request.remote_addr, login_throttle())
+        raise
+    data = load(LoginSchema, body)
     if data.get("resume"):
         user, token = account_service.login_with_token(session, data["resume"], token_ttl())
     else:

@@ -1,20 +1,28 @@
 """What a request sends: its JSON (or form) body and its query string, loaded and checked.
 
-Every body and query string goes through here before a schema sees it: malformed JSON, deep
-nesting and NUL characters are refused with Rocket.Chat-style 400s.
+Every body and query string goes through here before a schema sees it: malformed JSON (bare
+`NaN`/`Infinity` included), deep nesting, and characters no database column can hold (NUL, lone
+UTF-16 surrogates, a query string that is not UTF-8) are refused with Rocket.Chat-style 400s.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from flask import request
 
 from cache import caches
 from errors import ApiError
-from validation import load, query_args
+from validation import NUL_ERROR, load, query_args, unstorable
+
+log = logging.getLogger(__name__)
+
 
 def request_query(schema_class: type) -> Mapping[str, Any]:
     """The query string loaded with `schema_class`. A load depends on the query string alone, so
@@ -39,16 +47,25 @@ def request_body() -> Any:
             "Unsupported Media Type: the body must be JSON (Content-Type: application/json)", 415
         )
     try:
-        data = request.get_json(silent=True)
+        # JSON has no NaN or Infinity: Python's parser accepts them unless told not to.
+        data = json.loads(request.get_data(cache=True), parse_constant=_refuse_constant)
     except RecursionError:  # the json parser recurses once per level: deep nesting is not a 500
         raise ApiError.plain(TOO_DEEP) from None
-    if data is None:
-        raise ApiError.plain("Malformed JSON body", 400)
+    except ValueError:  # JSONDecodeError, an undecodable byte, NaN/Infinity
+        raise ApiError.plain(MALFORMED) from None
     if _deeper_than(data, MAX_JSON_DEPTH):  # before anything walks it recursively
         raise ApiError.plain(TOO_DEEP)
-    if holds_nul(data):
-        raise ApiError.plain(NUL_ERROR)
+    problem = unstorable(data)
+    if problem:
+        raise InvalidCharacters(problem)
     return data
+
+
+MALFORMED = "Malformed JSON body"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 # No body of this API nests deeper than 4 levels; 32 leaves room and keeps recursion far away.
@@ -70,7 +87,16 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-NUL_ERROR = "Invalid input: the NUL character (\\u0000) is not allowed"
+NOT_UTF8_ERROR = "Invalid input: the query string is not valid UTF-8"
+
+
+class InvalidCharacters(ApiError):
+    """A 400 for characters the databases cannot store (NUL, lone surrogates, bytes that are not
+    UTF-8): the request is at fault, so it is logged once at INFO, never as a server error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 400)
+        log.info("request refused: %s (%s %s)", message, request.method, request.path)
 
 
 def holds_nul(value: Any) -> bool:
@@ -83,12 +109,23 @@ def holds_nul(value: Any) -> bool:
     return False
 
 
+# A percent-escape of a byte >= 0x80, or such a byte sent raw: only then can a query string fail
+# to decode as UTF-8 (werkzeug would silently turn it into U+FFFD).
+_HIGH_BYTE = re.compile(rb"%[89a-fA-F][0-9a-fA-F]|[\x80-\xff]")
+
+
 def reject_nul_characters() -> None:
-    """before_request: no path, query or auth header may carry NUL (PostgreSQL cannot store it)."""
+    """before_request: no path, query or auth header may carry NUL (PostgreSQL cannot store it),
+    and a query string must be UTF-8 once percent-decoded."""
     if holds_nul(request.path):
-        raise ApiError.plain(NUL_ERROR)
+        raise InvalidCharacters(NUL_ERROR)
     query = request.query_string
+    if _HIGH_BYTE.search(query):
+        try:
+            unquote_to_bytes(query.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidCharacters(NOT_UTF8_ERROR) from None
     if b"%00" not in query and b"\x00" not in query:
         return  # nothing in it can decode to NUL: no need to parse it here
     if any(holds_nul(k) or holds_nul(v) for k, v in request.args.items(multi=True)):
-        raise ApiError.plain(NUL_ERROR)
+        raise InvalidCharacters(NUL_ERROR)

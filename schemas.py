@@ -38,6 +38,7 @@ from validation import (
     PlainSchema,
     RCDateTime,
     check,
+    unstorable,
 )
 
 # ---------------------------------------------------------------------------
@@ -609,6 +610,9 @@ class AutocompleteQuerySchema(Schema):
             raise ValidationError("The 'selector' param is nested too deeply") from None
         if not isinstance(selector, dict):
             raise ValidationError("The 'selector' param must be a JSON object")
+        problem = unstorable(selector)  # its `\ud800` or `\u0000` escapes reach SQL otherwise
+        if problem:
+            raise ValidationError(problem)
         check_selector(selector)
         return {**data, "selector": selector}
 

@@ -113,6 +113,30 @@ class CompiledDumpSchema(OmitNoneSchema):
 
 
 # ---------------------------------------------------------------------------
+# Characters no column can hold
+# ---------------------------------------------------------------------------
+
+NUL_ERROR = "Invalid input: the NUL character (\\u0000) is not allowed"
+SURROGATE_ERROR = "Invalid input: unpaired UTF-16 surrogates (\\ud800-\\udfff) are not allowed"
+# JSON's `\ud800` escapes decode to lone surrogates, which no UTF-8 column (nor psycopg) accepts.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unstorable(value: Any) -> str | None:
+    """Why `value` (a loaded JSON value, keys included) cannot be stored, or None when it can."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return NUL_ERROR
+        return SURROGATE_ERROR if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        return next((problem for k, v in value.items() if (problem := unstorable(k) or unstorable(v))), None)
+    if isinstance(value, list):
+        return next((problem for item in value if (problem := unstorable(item))), None)
+    return None
+
+
+
+# ---------------------------------------------------------------------------
 # ajv-style validation (coercing, first error wins, "[invalid-params]")
 # ---------------------------------------------------------------------------
 
