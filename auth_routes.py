@@ -55,6 +55,7 @@ def _identifier(data: dict[str, Any]) -> dict[str, str]:
 
 
 @bp.route("/logout", methods=["POST", "GET"])
+@db.writes  # GET too: it revokes the token
 @doc(response=LogoutResponseSchema, errors=(401,))
 def logout() -> Any:
     """Log out: the token of this request stops working."""
