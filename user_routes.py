@@ -33,6 +33,14 @@ from validation import dump, load
 bp = Blueprint("users", __name__, url_prefix="/api/v1")
 
 USER_SORT_FIELDS = {"name": 1, "username": 1, "_id": 1, "status": 1}
+# Giving or taking an omnichannel role needs the permission that manages it, on top of Rocket.Chat's
+# own check (view-livechat-manager, which monitors hold too): a monitor must not make itself a
+# manager (docs/compatibility.md, livechat/users/:type).
+MANAGE_ROLE = {"agent": "manage-livechat-agents", "manager": "manage-livechat-managers"}
+
+
+def _require_role_management(user_type: str) -> None:
+    require_all("view-livechat-manager", *([MANAGE_ROLE[user_type]] if user_type in MANAGE_ROLE else []))
 
 
 @bp.post("/users.create")
@@ -110,9 +118,9 @@ def list_livechat_users(user_type: str) -> Any:
 @bp.post("/livechat/users/<user_type>")
 @doc(body=LivechatUserAddSchema, response=LivechatUserAddedSchema)
 def add_livechat_user(user_type: str) -> Any:
-    """Give a user the agent or manager role (needs `view-livechat-manager`)."""
+    """Give a user the agent or manager role (needs `view-livechat-manager` and `manage-livechat-agents` or `-managers`)."""
     data = load(LivechatUserAddSchema, request_body())
-    require_all("view-livechat-manager")
+    _require_role_management(user_type)
     user = account_service.add_role(db.session(), data["username"], account_service.livechat_role(user_type))
     return dump(LivechatUserAddedSchema, {"user": {"_id": user.id, "username": user.username}})
 
@@ -132,7 +140,7 @@ def get_livechat_user(user_type: str, user_id: str) -> Any:
 @bp.delete("/livechat/users/<user_type>/<user_id>")
 @doc(response=SuccessSchema)
 def remove_livechat_user(user_type: str, user_id: str) -> Any:
-    """Take the agent or manager role away; an agent also leaves every department."""
-    require_any("view-livechat-manager")
+    """Take the agent or manager role away; an agent also leaves every department (same permissions as adding)."""
+    _require_role_management(user_type)
     account_service.remove_role(db.session(), user_id, account_service.livechat_role(user_type))
     return dump(SuccessSchema, {})

@@ -313,6 +313,31 @@ def test_add_agent_needs_view_livechat_manager(client, auth):
     assert client.post(f"{API}/livechat/users/agent", json={"username": "bob"}, headers=manager).status_code == 200
 
 
+def test_a_monitor_cannot_make_itself_a_manager_nor_remove_managers(client, auth):
+    """Issue 14 item 5: monitors hold view-livechat-manager but not manage-livechat-managers."""
+    boss = auth.create_user("boss", roles=["livechat-manager"])
+    monitor = auth.user_headers("watcher", roles=["livechat-monitor"])
+    response = client.post(f"{API}/livechat/users/manager", json={"username": "watcher"}, headers=monitor)
+    assert response.status_code == 403 and response.json == FORBIDDEN_BODY
+    response = client.delete(f"{API}/livechat/users/manager/{boss['_id']}", headers=monitor)
+    assert response.status_code == 403 and response.json == FORBIDDEN_BODY
+    roles = {u["username"]: u["roles"] for u in client.get(f"{API}/users.list", headers=auth.admin).json["users"]}
+    assert roles["watcher"] == ["livechat-monitor"] and roles["boss"] == ["livechat-manager"]
+    # agents are the monitors' to manage (manage-livechat-agents), until that permission is taken away
+    auth.create_user("bob")
+    assert client.post(f"{API}/livechat/users/agent", json={"username": "bob"}, headers=monitor).status_code == 200
+    set_permission(client, auth.admin, "manage-livechat-agents", ["livechat-manager", "admin"])
+    response = client.post(f"{API}/livechat/users/agent", json={"username": "bob"}, headers=monitor)
+    assert response.status_code == 403 and response.json == FORBIDDEN_BODY
+    bob = client.get(f"{API}/users.info?username=bob", headers=auth.admin).json["user"]
+    assert client.delete(f"{API}/livechat/users/agent/{bob['_id']}", headers=monitor).status_code == 403
+    # managers and admins keep what they could do
+    manager = auth.login("boss", "pass-word-1")
+    assert client.post(f"{API}/livechat/users/manager", json={"username": "bob"}, headers=manager).status_code == 200
+    assert client.delete(f"{API}/livechat/users/agent/{bob['_id']}", headers=manager).status_code == 200
+    assert client.delete(f"{API}/livechat/users/manager/{bob['_id']}", headers=auth.admin).status_code == 200
+
+
 def test_list_agents_paginated_and_filtered(client, auth):
     for username, name in (("bob", "Bob Builder"), ("carol", "Carol Singer"), ("dave", "Dave Diver")):
         client.post(f"{API}/users.create", json={**new_user_body(username), "name": name}, headers=auth.admin)
