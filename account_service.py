@@ -345,12 +345,19 @@ def find_user(session: Session, *, user_id: str | None = None, username: str | N
     return None
 
 
+def taken(session: Session, column: str, value: str) -> bool:
+    """Whether a user has this username or email, regardless of case (Rocket.Chat's rule; the
+    database's unique indexes of migration 0010 back it up)."""
+    attribute = getattr(User, column)
+    return session.scalars(select(User.id).where(func.lower(attribute) == value.lower())).first() is not None
+
+
 def create_user(session: Session, data: dict[str, Any]) -> User:
     """users.create: unique username and email, roles that exist, password hashed."""
     username, email = data["username"], data["email"].lower()
-    if find_user(session, username=username) is not None:
+    if taken(session, "username", username):
         raise ApiError.meteor("error-field-unavailable", f"{username} is already in use :(", method="insertOrUpdateUser")
-    if session.scalars(select(User.id).where(User.email == email)).first() is not None:
+    if taken(session, "email", email):
         raise ApiError.meteor("error-field-unavailable", f"{email} is already in use :(", method="insertOrUpdateUser")
     roles = data.get("roles") or ["user"]
     unknown = set(roles) - set(session.scalars(select(Role.id)))

@@ -33,7 +33,7 @@ import backups
 import data_transfer
 import rocketchat_import
 from errors import ApiError
-from models import Role, User
+from models import Role
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def register(app: Flask) -> None:
         with database_session() as session:
             check_roles(session, roles)
             for key, value in (("username", username), ("email", email.lower())):
-                if session.scalar(select(getattr(User, key)).where(getattr(User, key) == value)) is not None:
+                if account_service.taken(session, key, value):
                     raise click.ClickException(f"{key} {value!r} is already in use")
         body["password"] = read_password(password_stdin)
         data = validation.load(schemas.UserCreateSchema, body)

@@ -67,6 +67,15 @@ def test_duplicate_username_is_a_meteor_error(client, auth):
     }
 
 
+def test_a_username_differing_only_by_case_is_taken(client, auth):
+    auth.create_user("admin2")
+    response = client.post(f"{API}/users.create", json=new_user_body("ADMIN2"), headers=auth.admin)
+    assert response.status_code == 400
+    assert response.json["error"] == "ADMIN2 is already in use :( [error-field-unavailable]"
+    response = client.post(f"{API}/users.create", json={**new_user_body("Admin"), "email": "x@example.com"}, headers=auth.admin)
+    assert response.json["error"] == "Admin is already in use :( [error-field-unavailable]"
+
+
 def test_duplicate_email_is_a_meteor_error_whatever_its_case(client, auth):
     auth.create_user("bob")
     response = client.post(
