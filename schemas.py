@@ -154,6 +154,19 @@ class UserSchema(OmitNoneSchema):
         return [{"address": user.email, "verified": user.email_verified}]
 
 
+class OtherUserSchema(OmitNoneSchema):
+    """Another user, for a caller without `view-full-other-user-info`: Rocket.Chat's default fields
+    (getFullUserData), so no emails, roles or dates."""
+
+    _id = fields.String(attribute="id")
+    username = fields.String()
+    name = fields.String()
+    status = fields.String()
+    statusLivechat = fields.String(attribute="status_livechat")
+    active = fields.Boolean()
+    type = fields.Constant("user")
+
+
 class MeSchema(UserSchema):
     email = fields.String()
     settings = fields.Constant({"preferences": {}})
@@ -223,6 +236,13 @@ class UserIdSchema(AjvSchema):
 
 class UserResponseSchema(Schema):
     user = fields.Nested(UserSchema, allow_none=True)
+    success = fields.Constant(True)
+
+
+class OtherUserResponseSchema(Schema):
+    """users.info of another user without `view-full-other-user-info` (a subset of UserResponseSchema)."""
+
+    user = fields.Nested(OtherUserSchema)
     success = fields.Constant(True)
 
 

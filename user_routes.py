@@ -20,6 +20,7 @@ from schemas import (
     LivechatUserResponseSchema,
     LivechatUsersListSchema,
     LivechatUsersQuerySchema,
+    OtherUserResponseSchema,
     SuccessSchema,
     UserCreateSchema,
     UserIdSchema,
@@ -58,12 +59,15 @@ def create_user() -> Any:
 @bp.get("/users.info")
 @doc(query=UserIdSchema, response=UserResponseSchema)
 def user_info() -> Any:
-    """One user, by `userId` or `username`."""
+    """One user, by `userId` or `username`; emails and roles only for oneself or with `view-full-other-user-info`."""
     params = request_query(UserIdSchema)
     user = account_service.find_user(db.session(), user_id=params.get("userId"), username=params.get("username"))
     if user is None:
         raise ApiError.meteor("error-invalid-user", "Invalid user")
-    return dump(UserResponseSchema, {"user": user})
+    # Emails, roles and dates only for the user themself or with view-full-other-user-info, as
+    # Rocket.Chat's getFullUserData (docs/compatibility.md, users.info).
+    full = user.id == current_user().id or granted("view-full-other-user-info")
+    return dump(UserResponseSchema if full else OtherUserResponseSchema, {"user": user})
 
 
 @bp.get("/users.list")

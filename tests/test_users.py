@@ -151,6 +151,25 @@ def test_user_info_by_id_or_username(client, auth):
         assert "password" not in str(response.json).lower()
 
 
+def test_user_info_shows_emails_and_roles_only_to_oneself_or_with_full_info(client, auth):
+    """Issue 14 item 6: Rocket.Chat's getFullUserData default fields for other users."""
+    bob = auth.create_user("bob", roles=["livechat-agent", "user"])
+    plain = auth.user_headers("plain")
+    other = client.get(f"{API}/users.info", query_string={"username": "bob"}, headers=plain).json["user"]
+    assert other == {"_id": bob["_id"], "username": "bob", "name": "bob", "status": "offline",
+                     "active": True, "type": "user"}
+    own = client.get(f"{API}/users.info", query_string={"username": "plain"}, headers=plain).json["user"]
+    assert own["emails"] == [{"address": "plain@example.com", "verified": False}] and own["roles"] == ["user"]
+    full = client.get(f"{API}/users.info", query_string={"userId": bob["_id"]}, headers=auth.admin).json["user"]
+    assert full["emails"][0]["address"] == "bob@example.com" and full["roles"] == ["livechat-agent", "user"]
+    # the permission decides, not the admin role
+    set_permission(client, auth.admin, "view-full-other-user-info", ["user"])
+    assert "emails" in client.get(f"{API}/users.info", query_string={"username": "bob"}, headers=plain).json["user"]
+    set_permission(client, auth.admin, "view-full-other-user-info", [])
+    shown = client.get(f"{API}/users.info", query_string={"username": "bob"}, headers=auth.admin).json["user"]
+    assert "emails" not in shown and "roles" not in shown
+
+
 def test_user_info_of_unknown_user_is_400(client, auth):
     for query in ({"userId": "nope"}, {"username": "nope"}, {}):
         response = client.get(f"{API}/users.info", query_string=query, headers=auth.admin)
