@@ -23,10 +23,10 @@ from typing import Any
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import case, delete, func, literal, or_, select
+from sqlalchemy import case, delete, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from department_service import recount_agents
 from errors import ApiError
@@ -431,9 +431,13 @@ def livechat_role(user_type: str) -> str:
 
 def list_role_members(
     session: Session, role: str, *, text: str | None, exclude_id: str | None, only_available: bool,
-    offset: int, count: int | None, sort: list[tuple[str, int]],
+    offset: int, count: int | None, sort: list[tuple[str, int]], hide_idle: bool = False,
 ) -> tuple[list[User], int]:
+    """`hide_idle`: leave out offline users, bots excepted (Rocket.Chat's showIdleAgents=false)."""
     query = select(User).join(UserRole, UserRole.user_id == User.id).where(UserRole.role_id == role)
+    if hide_idle:
+        bot = aliased(UserRole)
+        query = query.where(or_(User.status != "offline", exists().where(bot.user_id == User.id, bot.role_id == "bot")))
     if text:
         pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(

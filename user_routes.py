@@ -6,14 +6,14 @@ from typing import Any
 
 from flask import Blueprint
 
-import db
 import account_service
+import db
 import workspace_service
-from access import current_user, granted, require_all, require_any
-from request_input import request_body, request_query
+from access import current_user, granted, require_all
 from cache import settings
 from errors import ApiError
 from openapi import doc
+from request_input import request_body, request_query
 from schemas import (
     LivechatUserAddedSchema,
     LivechatUserAddSchema,
@@ -115,6 +115,7 @@ def list_livechat_users(user_type: str) -> Any:
     users, total = account_service.list_role_members(
         session, role, text=params.get("text"), exclude_id=params.get("excludeId"),
         only_available=bool(params.get("onlyAvailable")), offset=offset, count=limit, sort=sort,
+        hide_idle=user_type == "agent" and params.get("showIdleAgents") is False,
     )
     return dump(LivechatUsersListSchema, {"users": users, "count": len(users), "offset": offset, "total": total})
 

@@ -434,6 +434,36 @@ def test_list_users_errors(client, auth):
     assert client.get(f"{API}/livechat/users/agent", headers=agent).status_code == 200
 
 
+def test_show_idle_agents_false_leaves_out_offline_agents_but_not_bots(app, client, auth):
+    """Rocket.Chat's "should return only online agents when showIdleAgents is false" (issue 14 item 8)."""
+    statuses = {"on": "online", "busy": "busy", "gone": "offline", "robot": "offline"}
+    for username in statuses:
+        auth.create_user(username)
+        make_agent(client, auth.admin, username)
+    with app.extensions["db.engine"].begin() as conn:
+        for username, status in statuses.items():
+            conn.execute(sa.text("UPDATE users SET status = :s WHERE username = :u"), {"s": status, "u": username})
+        conn.execute(sa.text("INSERT INTO roles (id, description) VALUES ('bot', 'Bot')"))
+        conn.execute(sa.text("INSERT INTO user_roles (user_id, role_id) SELECT id, 'bot' FROM users WHERE username = 'robot'"))
+        conn.execute(sa.text("UPDATE data_version SET version = version + 1"))  # a hand edit: tell the caches
+
+    try:
+        def listed(query):
+            body = client.get(f"{API}/livechat/users/agent?{query}", headers=auth.admin).json
+            return sorted(user["username"] for user in body["users"]), body["total"]
+
+        assert listed("showIdleAgents=false") == (["busy", "on", "robot"], 3)
+        assert listed("showIdleAgents=true") == (["busy", "gone", "on", "robot"], 4)
+        assert listed("") == (["busy", "gone", "on", "robot"], 4)
+        # managers are listed whatever their status (Rocket.Chat's findManagers ignores it)
+        client.post(f"{API}/livechat/users/manager", json={"username": "gone"}, headers=auth.admin)
+        assert "gone" in [u["username"] for u in client.get(f"{API}/livechat/users/manager?showIdleAgents=false", headers=auth.admin).json["users"]]
+    finally:  # roles are not reset between tests (conftest.DATA_TABLES)
+        with app.extensions["db.engine"].begin() as conn:
+            conn.execute(sa.text("DELETE FROM user_roles WHERE role_id = 'bot'"))
+            conn.execute(sa.text("DELETE FROM roles WHERE id = 'bot'"))
+
+
 def test_get_one_agent(client, auth):
     bob = auth.create_user("bob")
     carol = auth.create_user("carol")
