@@ -53,6 +53,8 @@ def request_body() -> Any:
         raise ApiError.plain(TOO_DEEP) from None
     except ValueError:  # JSONDecodeError, an undecodable byte, NaN/Infinity
         raise ApiError.plain(MALFORMED) from None
+    if data is None:  # `null`: malformed, as Express's strict JSON parser has it
+        raise ApiError.plain(MALFORMED)
     if _deeper_than(data, MAX_JSON_DEPTH):  # before anything walks it recursively
         raise ApiError.plain(TOO_DEEP)
     problem = unstorable(data)
