@@ -14,6 +14,7 @@ import hmac
 import ipaddress
 import logging
 import math
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -345,6 +346,11 @@ def find_user(session: Session, *, user_id: str | None = None, username: str | N
     return None
 
 
+# Rocket.Chat's "basic" email check (lib/emailValidator.ts): something, @, a domain with a dot,
+# and a top-level domain of at least two letters.
+VALID_EMAIL = re.compile(r"^[^@]+@[^@]+\.[a-zA-Z]{2,}$")
+
+
 def taken(session: Session, column: str, value: str) -> bool:
     """Whether a user has this username or email, regardless of case (Rocket.Chat's rule; the
     database's unique indexes of migration 0010 back it up)."""
@@ -363,6 +369,13 @@ def create_user(session: Session, data: dict[str, Any]) -> User:
     unknown = set(roles) - set(session.scalars(select(Role.id)))
     if unknown:
         raise ApiError.meteor("error-invalid-role", "Invalid role", method="insertOrUpdateUser")
+    if not VALID_EMAIL.match(data["email"].strip()):
+        # Rocket.Chat's saveNewUser → validateEmailDomain, after the checks above.
+        raise ApiError(
+            f"Invalid email {data['email']} [error-invalid-email]",
+            error_type="error-invalid-email",
+            details={"function": "RocketChat.validateEmailDomain", "email": data["email"]},
+        )
     user = User(
         username=username,
         name=data["name"],

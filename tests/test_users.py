@@ -86,6 +86,23 @@ def test_duplicate_email_is_a_meteor_error_whatever_its_case(client, auth):
     assert response.json["errorType"] == "error-field-unavailable"
 
 
+def test_create_user_with_an_invalid_email_is_refused(client, auth):
+    for email in ("notanemail", "a@b", "a@b.c", "@example.com", "a@@example.com", "a@example.c0m"):
+        response = client.post(f"{API}/users.create", json={**new_user_body("eve"), "email": email}, headers=auth.admin)
+        assert response.status_code == 400, email
+        assert response.json == {
+            "success": False,
+            "error": f"Invalid email {email} [error-invalid-email]",
+            "errorType": "error-invalid-email",
+            "details": {"function": "RocketChat.validateEmailDomain", "email": email},
+        }
+    assert client.get(f"{API}/users.info?username=eve", headers=auth.admin).status_code == 400
+    for email in ("eve@example.com", "e.v+e@mail.example.org", " eve2@example.io "):
+        name = email.strip().split("@")[0].replace("+", "")
+        response = client.post(f"{API}/users.create", json={**new_user_body(name), "email": email}, headers=auth.admin)
+        assert response.status_code == 200, (email, response.json)
+
+
 def test_create_user_validates_like_ajv(client, auth):
     cases = [
         ({}, "must have required property 'email'"),
