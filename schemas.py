@@ -28,6 +28,7 @@ from validation import (
     Including,
     Integer,
     Limited,
+    LimitedList,
     MatchSchema,
     Maybe,
     NonNegativeInteger,
@@ -386,6 +387,10 @@ SERVER_KEYS = frozenset({"_id", "_updatedAt", "numAgents", "archived", "type"})
 MAX_EXTRA_KEYS = 50
 EXTRA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
+# Lists a department stores, bounded so that no list page carries a huge one (README, Limits).
+MAX_CLOSING_TAGS = 100
+MAX_FORWARD_DEPARTMENTS = 500  # as many as one listByIds can name
+
 # Typed department keys (shared/spec §1.1) -> their Meteor pattern.
 DEPARTMENT_FIELDS: dict[str, Any] = {
     "name": Limited(models.NAME_MAX),
@@ -395,9 +400,9 @@ DEPARTMENT_FIELDS: dict[str, Any] = {
     "showOnOfflineForm": bool,
     "description": Limited(models.TEXT_MAX),
     "requestTagBeforeClosingChat": bool,
-    "chatClosingTags": [Limited(models.NAME_MAX)],
+    "chatClosingTags": LimitedList(Limited(models.NAME_MAX), MAX_CLOSING_TAGS),
     "fallbackForwardDepartment": Limited(models.ID_MAX),
-    "departmentsAllowedToForward": [Limited(models.ID_MAX)],
+    "departmentsAllowedToForward": LimitedList(Limited(models.ID_MAX), MAX_FORWARD_DEPARTMENTS),
     "allowReceiveForwardOffline": bool,
     "offlineMessageChannelName": Limited(models.TEXT_MAX),
     "abandonedRoomsCloseCustomMessage": Limited(models.TEXT_MAX),
@@ -435,9 +440,13 @@ class DepartmentUpdateSchema(MatchSchema):
     showOnOfflineForm = fields.Boolean()
     description = fields.String(validate=validate.Length(max=models.TEXT_MAX))
     requestTagBeforeClosingChat = fields.Boolean()
-    chatClosingTags = fields.List(fields.String(validate=validate.Length(max=models.NAME_MAX)))
+    chatClosingTags = fields.List(
+        fields.String(validate=validate.Length(max=models.NAME_MAX)), validate=validate.Length(max=MAX_CLOSING_TAGS)
+    )
     fallbackForwardDepartment = fields.String(validate=validate.Length(max=models.ID_MAX))
-    departmentsAllowedToForward = fields.List(fields.String(validate=validate.Length(max=models.ID_MAX)))
+    departmentsAllowedToForward = fields.List(
+        fields.String(validate=validate.Length(max=models.ID_MAX)), validate=validate.Length(max=MAX_FORWARD_DEPARTMENTS)
+    )
     allowReceiveForwardOffline = fields.Boolean()
     offlineMessageChannelName = fields.String(validate=validate.Length(max=models.TEXT_MAX))
     abandonedRoomsCloseCustomMessage = fields.String(validate=validate.Length(max=models.TEXT_MAX))

@@ -272,6 +272,14 @@ class Limited:
         self.max_length = max_length
 
 
+class LimitedList:
+    """An array of at most `max_items` items, each matching `pattern` (our bound; Rocket.Chat has none)."""
+
+    def __init__(self, pattern: Any, max_items: int) -> None:
+        self.pattern = pattern
+        self.max_items = max_items
+
+
 class NonNegativeInteger:
     """Match.Integer, and not below 0 (Rocket.Chat added the same rule for count/order in 2026)."""
 
@@ -340,6 +348,10 @@ def _match(value: Any, pattern: Any) -> tuple[str, str] | None:
         if len(value) > pattern.max_length:
             return (f"Expected string of at most {pattern.max_length} characters", "")
         return None
+    if isinstance(pattern, LimitedList):
+        if isinstance(value, list) and len(value) > pattern.max_items:
+            return (f"Expected at most {pattern.max_items} items", "")
+        return _match(value, [pattern.pattern])
     if isinstance(pattern, Where):
         return None if pattern.predicate(value) else ("Failed Match.Where validation", "")
     if pattern is AnyArray:

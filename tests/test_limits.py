@@ -75,3 +75,21 @@ def test_gunicorn_refuses_oversized_request_heads(empty_database_url, tmp_path):
         )
         # and the server is fine afterwards
         assert requests.get(info, timeout=10).status_code == 200
+
+
+def test_list_fields_of_a_department_are_capped(app, client, auth):
+    """Issue 14 item 10: 100 closing tags, 500 departments to forward to; more is a 400, on create and update."""
+    tags, forward = ["t"] * 100, [f"{i:024x}" for i in range(500)]
+    department = create_department(client, auth.admin, chatClosingTags=tags, departmentsAllowedToForward=forward)
+    assert len(department["chatClosingTags"]) == 100 and len(department["departmentsAllowedToForward"]) == 500
+    for field, value in (("chatClosingTags", tags + ["t"]), ("departmentsAllowedToForward", forward + ["x"])):
+        body = {"department": {"name": "n", "email": "a@b", "enabled": True, "showOnRegistration": True, field: value}}
+        response = client.post(f"{API}/livechat/department", json=body, headers=auth.admin)
+        assert response.status_code == 400
+        limit = len(value) - 1
+        assert response.json == {"success": False, "error": f"Match error: Expected at most {limit} items in field {field}"}
+        response = client.put(f"{API}/livechat/department/{department['_id']}", json={"department": {field: value}}, headers=auth.admin)
+        assert response.status_code == 400
+        assert response.json["error"] == f"Match error: Expected at most {limit} items in field {field}"
+    body = client.get(f"{API}/livechat/department/{department['_id']}", headers=auth.admin).json["department"]
+    assert len(body["chatClosingTags"]) == 100  # nothing changed
