@@ -84,6 +84,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     security.init_app(app)
     observability.init_app(app)  # request ids, metrics, /healthz and /readyz
+    app.before_request(request_input.read_body_first)  # before anything holds a connection or a lock
     app.before_request(access.authenticate)
     app.before_request(request_input.reject_nul_characters)
     for blueprint in (auth_routes.bp, user_routes.bp, workspace_routes.bp, department_routes.bp, docs_routes.bp):

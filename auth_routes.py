@@ -23,14 +23,14 @@ bp = Blueprint("auth", __name__, url_prefix="/api/v1")
 @doc(body=LoginSchema, response=LoginResponseSchema, errors=(400, 401, 429), public=True)
 def login() -> Any:
     """Log in with a username/email and password, or resume with a token."""
-    session = db.session()
     try:
         body = request_body()
     except InvalidCharacters:
         # Counted like a failed login of its address: such a body is no mistake a client makes.
-        account_service.refuse_login_body(session, request.remote_addr, login_throttle())
+        account_service.refuse_login_body(db.session(), request.remote_addr, login_throttle())
         raise
     data = load(LoginSchema, body)
+    session = db.session()
     if data.get("resume"):
         user, token = account_service.login_with_token(session, data["resume"], token_ttl())
     else:

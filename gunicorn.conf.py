@@ -18,7 +18,13 @@ METRICS = os.environ.get("METRICS", "off").lower() in ("1", "on", "true", "yes")
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '3000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "sync"
+# Threads, not sync workers: a sync worker is held by one slow client for as long as it trickles its
+# body (two such sockets stalled the service for `timeout`), while a thread of a gthread worker is
+# all it holds. WEB_THREADS threads per worker: with 2 workers, up to 31 slow clients on one of
+# them still leave the other requests served at once (README, "Limits and protections"; the bench
+# cost is in the README's Performance section).
+worker_class = "gthread"
+threads = int(os.environ.get("WEB_THREADS", "32"))
 timeout = 30
 graceful_timeout = 30
 # Request head limits (README): gunicorn refuses a longer request line with 414 and a larger or

@@ -36,6 +36,14 @@ def request_query(schema_class: type) -> Mapping[str, Any]:
     return loaded
 
 
+def read_body_first() -> None:
+    """before_request, ahead of authentication: read the whole body off the socket before the
+    request holds anything else. A client that trickles its body then costs one thread, never a
+    pooled connection or SQLite's write lock (a write's session opens with BEGIN IMMEDIATE)."""
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        request.get_data(cache=True)  # b"" at once when there is none; a chunked body is read too
+
+
 def request_body() -> Any:
     """The JSON body (or a form body, as Rocket.Chat's login accepts); `{}` when empty."""
     if request.content_length == 0 or not request.get_data(cache=True):
