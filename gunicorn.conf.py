@@ -12,6 +12,7 @@ import shutil
 import tempfile
 
 import observability
+import security
 
 # Same values as app.config_from_env.
 METRICS = os.environ.get("METRICS", "off").lower() in ("1", "on", "true", "yes")
@@ -33,6 +34,9 @@ graceful_timeout = 30
 limit_request_line = int(os.environ.get("MAX_REQUEST_LINE_BYTES") or 8190)
 limit_request_fields = int(os.environ.get("MAX_HEADER_FIELDS") or 100)
 limit_request_field_size = int(os.environ.get("MAX_HEADER_BYTES") or 8190)
+# gunicorn answers what it refuses itself (414, 431, a malformed request) in JSON with the security
+# headers, like the app, instead of its HTML page (security.json_error_page).
+security.install_json_error_pages()
 accesslog = "-"
 errorlog = "-"
 # gunicorn's own lines and access lines in the app's format (text or JSON, with the request id).
