@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 ROLES = ("admin", "livechat-manager", "livechat-monitor", "livechat-agent", "user")
 LIVECHAT_ROLES = {"agent": "livechat-agent", "manager": "livechat-manager"}
+USER_SORT_FIELDS = {"name": 1, "username": 1, "_id": 1, "status": 1}  # `sort` of livechat/users/:type
 
 # ---------------------------------------------------------------------------
 # Passwords and tokens

@@ -317,7 +317,7 @@ class PermissionSchema(Schema):
 
 
 class PermissionsListQuerySchema(PlainSchema):
-    updatedSince = fields.String()
+    updatedSince = fields.String(metadata={"format": "date-time"})
 
 
 class PermissionsListSchema(Schema):
@@ -486,6 +486,8 @@ AGENT_ITEM = Including(
 class AgentItemSchema(Schema):
     """One agent item of `agents`, `upsert` or `remove` (documentation only: AGENT_ITEM validates)."""
 
+    REFUSES_NULL = True  # the Meteor check refuses null in every key (openapi.py documents none as nullable)
+
     class Meta:
         unknown = INCLUDE
 
@@ -501,6 +503,8 @@ MAX_AGENTS_PER_REQUEST = 1000
 
 class AgentChangesSchema(MatchSchema):
     """`{upsert: [...], remove: [...]}` as Helper.updateDepartmentAgents checks it (shared/spec §2.11)."""
+
+    REFUSES_NULL = True  # the Meteor check refuses null in every key (openapi.py documents none as nullable)
 
     PATTERN = {"upsert": Maybe([AGENT_ITEM]), "remove": Maybe([AGENT_ITEM])}
 
@@ -526,6 +530,8 @@ class DepartmentAgentsBodySchema(MatchSchema):
 class DepartmentBodySchema(MatchSchema):
     """The envelope of a create or an update (`check(body, {department: Object, …})`)."""
 
+    REFUSES_NULL = True  # the Meteor check refuses null in every key (openapi.py documents none as nullable)
+
     PATTERN = {
         "department": PlainObject,
         "agents": Maybe(AnyArray),
@@ -542,6 +548,8 @@ class DepartmentBodySchema(MatchSchema):
 
 class AjvDepartmentSchema(AjvSchema):
     """ajv's department schema of `POST livechat/department`: coerces, extra keys allowed."""
+
+    REFUSES_NULL = True  # the Meteor check refuses null in every key (openapi.py documents none as nullable)
 
     class Meta:
         unknown = INCLUDE
@@ -563,6 +571,7 @@ class AjvDepartmentSchema(AjvSchema):
 
 
 class AjvAgentItemSchema(AjvSchema):
+    REFUSES_NULL = True  # the Meteor check refuses null in every key (openapi.py documents none as nullable)
     agentId = AjvString(required=True)
     username = AjvString()  # accepted and ignored (the user's document sends it)
     count = AjvNumber(allow_none=True)
@@ -575,6 +584,8 @@ class AjvDepartmentUnitSchema(AjvSchema):
 
 class DepartmentCreateSchema(AjvSchema):
     """`POST livechat/department` body, validated like Rocket.Chat's ajv schema."""
+
+    REFUSES_NULL = True  # the Meteor check refuses null in every key (openapi.py documents none as nullable)
 
     department = AjvNested(AjvDepartmentSchema, required=True)
     agents = AjvList(AjvNested(AjvAgentItemSchema), allow_none=True)
@@ -614,13 +625,24 @@ class AgentDepartmentsQuerySchema(AjvSchema):
     enabledDepartmentsOnly = AjvString(allow_none=True)
 
 
+SELECTOR_PATTERN = r'^\{("term": ?"[A-Za-z0-9 ]{0,40}")?\}$'
+
+
 class AutocompleteQuerySchema(Schema):
     """`selector` is a JSON object string: `{term?, exceptions?, conditions?}`."""
 
     class Meta:
         unknown = EXCLUDE
 
-    selector = fields.Raw(required=True, metadata={**QUERY_STRING, "description": "JSON: {term?, exceptions?, conditions?}"})
+    selector = fields.Raw(
+        required=True,
+        metadata={
+            **QUERY_STRING,
+            "description": "JSON: {term?, exceptions?, conditions?}",
+            # What a client generated from the document may send: `{}` or `{"term": …}`.
+            "pattern": SELECTOR_PATTERN,
+        },
+    )
     onlyMyDepartments = fields.Raw(metadata=QUERY_STRING)
     showArchived = fields.Raw(metadata=QUERY_STRING)
 
@@ -682,11 +704,14 @@ def check_selector(selector: dict[str, Any]) -> None:
         raise ValidationError(f"Unsupported condition in selector: {json.dumps(key)}")
 
 
+MAX_IDS = 500  # qs' arrayLimit: Rocket.Chat turns longer lists into objects
+
+
 class ListByIdsQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    ids = fields.Raw(required=True, metadata={"type": "array", "items": {"type": "string"}})
+    ids = fields.Raw(required=True, metadata={"type": "array", "items": {"type": "string"}, "maxItems": MAX_IDS})
     sort = fields.Raw(metadata=QUERY_STRING)
     fields_ = fields.Raw(data_key="fields", metadata=QUERY_STRING)
     query = fields.Raw(metadata=QUERY_STRING)
@@ -707,7 +732,6 @@ class ListByIdsQuerySchema(Schema):
         return ApiError.plain(first_message(error.messages))
 
 
-MAX_IDS = 500  # qs' arrayLimit: Rocket.Chat turns longer lists into objects
 
 
 def check_json_param(name: str, raw: Any) -> None:

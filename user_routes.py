@@ -33,7 +33,6 @@ from validation import dump, load
 
 bp = Blueprint("users", __name__, url_prefix="/api/v1")
 
-USER_SORT_FIELDS = {"name": 1, "username": 1, "_id": 1, "status": 1}
 # Giving or taking an omnichannel role needs the permission that manages it, on top of Rocket.Chat's
 # own check (view-livechat-manager, which monitors hold too): a monitor must not make itself a
 # manager (docs/compatibility.md, livechat/users/:type).
@@ -66,8 +65,9 @@ def user_info() -> Any:
         raise ApiError.meteor("error-invalid-user", "Invalid user")
     # Emails, roles and dates only for the user themself or with view-full-other-user-info, as
     # Rocket.Chat's getFullUserData (docs/compatibility.md, users.info).
-    full = user.id == current_user().id or granted("view-full-other-user-info")
-    return dump(UserResponseSchema if full else OtherUserResponseSchema, {"user": user})
+    if user.id == current_user().id or granted("view-full-other-user-info"):
+        return dump(UserResponseSchema, {"user": user})
+    return dump(OtherUserResponseSchema, {"user": user})
 
 
 @bp.get("/users.list")
@@ -110,7 +110,7 @@ def list_livechat_users(user_type: str) -> Any:
     elif not granted("view-livechat-manager"):
         raise ApiError.plain("unauthorized", 403)
     session = db.session()
-    sort = parse_sort(params.get("sort"), USER_SORT_FIELDS, {"name": 1})
+    sort = parse_sort(params.get("sort"), account_service.USER_SORT_FIELDS, {"name": 1})
     offset, limit = workspace_service.page_window(settings(), params.get("offset"), params.get("count"))
     users, total = account_service.list_role_members(
         session, role, text=params.get("text"), exclude_id=params.get("excludeId"),

@@ -48,7 +48,8 @@ def list_permissions(session: Session, updated_since: str | None) -> list[Permis
 def _changed_after(updated_since: str) -> datetime:
     """The first stored time that counts as changed after `updated_since` (400 if it is no date)."""
     try:
-        since = datetime.fromisoformat(updated_since.replace("Z", "+00:00"))
+        # RFC 3339 allows a lowercase `t` and `z`
+        since = datetime.fromisoformat(updated_since.upper().replace("Z", "+00:00"))
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
         # Clients only ever see milliseconds, but stored times may hold microseconds (the seed
