@@ -134,28 +134,30 @@ def fuzz(schema: Any, call: Any, known: KnownIds, label: str) -> list[str]:
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            positive: Counter[int] = Counter()
-
-            @FUZZ_SETTINGS
-            @seed(SEED)
-            @given(case=operation.as_strategy(generation_mode=mode))
-            def run(case: Any) -> None:
-                known.apply(case)
-                CASES[label] += 1
-                response = call(case)
-                STATUSES[(label, response.status_code)] += 1
-                if mode is GenerationMode.POSITIVE:
-                    positive[404 if names_a_missing_resource(response) else response.status_code] += 1
-
+            statuses: Counter[int] = Counter()  # of this operation and mode, a missing resource as 404
             try:
-                run()
+                fuzz_operation(operation, mode, call, known, label, statuses)
             except Unsatisfiable:
                 pass  # nothing to negate: the operation has no parameters and no body
             except Exception as error:  # every failing operation is listed, not only the first
                 failures.append(f"{operation.label} ({mode}): {error}")
-            if mode is GenerationMode.POSITIVE and (warning := schema_mismatch(positive)):
+            if mode is GenerationMode.POSITIVE and (warning := schema_mismatch(statuses)):
                 failures.append(f"{operation.label}: schema mismatch: {warning}")
     return failures
+
+
+def fuzz_operation(operation: Any, mode: GenerationMode, call: Any, known: KnownIds, label: str, statuses: Counter[int]) -> None:
+    @FUZZ_SETTINGS
+    @seed(SEED)
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: Any) -> None:
+        known.apply(case)
+        CASES[label] += 1
+        response = call(case)
+        STATUSES[(label, response.status_code)] += 1
+        statuses[404 if names_a_missing_resource(response) else response.status_code] += 1
+
+    run()
 
 
 @pytest.fixture(scope="module", autouse=True)
