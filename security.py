@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import Flask, Response, request
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -72,7 +73,7 @@ def init_app(app: Flask) -> None:
     app.after_request(add_headers)
 
 
-def json_error_page(sock, status_int: int, reason: str, _mesg: str) -> None:  # noqa: ANN001 - a socket
+def json_error_page(sock: Any, status_int: int, reason: str, _mesg: str) -> None:
     """gunicorn's `util.write_error`, answering JSON: `{"success": false, "error": <reason>}` with the
     security headers, e.g. 414 `URI Too Long` or 431 `Request Header Fields Too Large`. gunicorn's
     own message is left out: it echoes parts of the refused request."""

@@ -139,7 +139,7 @@ def test_slow_clients_do_not_stall_other_requests(tmp_path):
     with Server(f"sqlite:///{tmp_path / 'slow.db'}", tmp_path / "gunicorn.log", password) as server:
         host, port = server.base.removeprefix("http://").split(":")
         slow = []
-        head = f"POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+        head = "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
         for _ in range(SLOW_CLIENTS):
             sock = socket.create_connection((host, int(port)), timeout=5)
             sock.sendall(head.encode())

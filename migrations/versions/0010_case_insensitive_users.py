@@ -12,16 +12,16 @@ Revision ID: 0010
 Revises: 0008
 Create Date: 2026-12-03
 """
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Sequence, Union
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: Union[str, Sequence[str], None] = "0008"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 COLUMNS = {"username": "uq_users_username_ci", "email": "uq_users_email_ci"}
 # Rocket.Chat's default grant: who sees other users' emails and roles in users.info.
