@@ -48,6 +48,7 @@ def config_from_env() -> dict[str, Any]:
         "LOGIN_TOKEN_TTL_DAYS": float(os.environ.get("LOGIN_TOKEN_TTL_DAYS") or 90),
         "CORS_ORIGINS": os.environ.get("CORS_ORIGINS", ""),
         "TRUSTED_PROXY_HOPS": _env_int("TRUSTED_PROXY_HOPS", 0),
+        "REQUESTS_PER_WORKER": _env_int("REQUESTS_PER_WORKER", 1),
     }
 
 
@@ -84,7 +85,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     security.init_app(app)
     observability.init_app(app)  # request ids, metrics, /healthz and /readyz
-    app.before_request(request_input.read_body_first)  # before anything holds a connection or a lock
+    request_input.init_app(app)  # the body read, then the worker's turn, before anything holds a connection or lock
     app.before_request(access.authenticate)
     app.before_request(request_input.reject_nul_characters)
     for blueprint in (auth_routes.bp, user_routes.bp, workspace_routes.bp, department_routes.bp, docs_routes.bp):

@@ -1,6 +1,6 @@
 """The real server: `gunicorn -c gunicorn.conf.py app:app` from the project root, over real HTTP.
 
-Each test starts gunicorn (two sync workers) on a database of its own, on a free port below
+Each test starts gunicorn (two gthread workers, the default configuration) on a database of its own, on a free port below
 32768 (the ephemeral range above it is busy with client sockets, see notes/ecosystem.md §6.1),
 and always stops it again.
 """
@@ -79,7 +79,7 @@ def test_changes_reach_every_worker(empty_database_url, tmp_path):
             return set(lines)
 
         def from_eight_clients(check) -> None:  # noqa: ANN001
-            # Eight clients at once: while one sync worker is busy the other accepts, so both
+            # Eight clients at once, each on new connections: both workers accept some, so both
             # answer (one client alone may be served by the same worker every time).
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(lambda _: check(), range(16)))
