@@ -16,16 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import account_service
-from department_service import COLUMNS as DEPARTMENT_KEYS
-from models import (
-    ID_MAX,
-    Department,
-    Role,
-    User,
-    utcnow,
-)
-
 from data_transfer import (
+    InvalidValue,
     NoProgress,
     Progress,
     Report,
@@ -34,10 +26,17 @@ from data_transfer import (
     column_value,
     existing_rows,
     import_transaction,
-    InvalidValue,
     is_primitive,
     is_string_list,
     lookup_values,
+)
+from department_service import COLUMNS as DEPARTMENT_KEYS
+from models import (
+    ID_MAX,
+    Department,
+    Role,
+    User,
+    utcnow,
 )
 
 # ---------------------------------------------------------------------------

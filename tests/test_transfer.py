@@ -27,9 +27,9 @@ from conftest import (
 from flask import Flask
 from flask.testing import FlaskClient
 
-import db
 import account_service
 import data_transfer
+import db
 import rocketchat_import
 from app import create_app
 
@@ -101,9 +101,8 @@ def fresh_app(template: Any, directory: Path) -> Iterator[Flask]:
     app = create_app(
         {"TESTING": True, "DATABASE_URL": template.fresh_url(directory), "ADMIN_PASS": ADMIN_PASSWORD, **CHEAP_HASHING}
     )
-    with app.app_context():
-        with app.extensions["db.sessionmaker"]() as session:
-            account_service.bootstrap_admin(session, "admin", ADMIN_PASSWORD, "admin@example.com")
+    with app.app_context(), app.extensions["db.sessionmaker"]() as session:
+        account_service.bootstrap_admin(session, "admin", ADMIN_PASSWORD, "admin@example.com")
     try:
         yield app
     finally:
