@@ -89,8 +89,11 @@ def token_ttl() -> timedelta | None:
 
 
 def login_throttle() -> account_service.LoginThrottle:
+    config = current_app.config
     return account_service.LoginThrottle(
-        current_app.config["LOGIN_MAX_FAILURES"], timedelta(seconds=current_app.config["LOGIN_FAILURE_WINDOW_SECONDS"])
+        config["LOGIN_MAX_FAILURES"],
+        timedelta(seconds=config["LOGIN_FAILURE_WINDOW_SECONDS"]),
+        config["LOGIN_ACCOUNT_MAX_FAILURES"],
     )
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import logging
 import math
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,10 +25,10 @@ from typing import Any
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Select, bindparam, case, delete, func, literal, or_, select
+from sqlalchemy import Select, bindparam, case, delete, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 import db
 from department_service import recount_agents
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 
 ROLES = ("admin", "livechat-manager", "livechat-monitor", "livechat-agent", "user")
 LIVECHAT_ROLES = {"agent": "livechat-agent", "manager": "livechat-manager"}
+USER_SORT_FIELDS = {"name": 1, "username": 1, "_id": 1, "status": 1}  # `sort` of livechat/users/:type
 
 # ---------------------------------------------------------------------------
 # Passwords and tokens
@@ -191,37 +194,59 @@ def authenticated_caller(session: Session, user_id: str, token: str, ttl: timede
 
 
 # ---------------------------------------------------------------------------
-# Login throttling: failed logins counted per username/email and per client address
+# Login throttling: failed logins counted per client address and per account
 # ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class LoginThrottle:
-    """At most `max_failures` failed logins per key in `window` (0 failures: no throttling)."""
+    """At most `max_failures` failed logins per client address and `account_max_failures` per
+    account in `window` (0 failures: no throttling; 0 per account: no account cap).
+
+    The address limit stops one client; the account limit only caps an attack spread over many
+    addresses, and is high so that locking an account out takes many addresses, not two
+    (docs/compatibility.md, login throttling)."""
 
     max_failures: int
     window: timedelta
+    account_max_failures: int = 0
+
+    def limit(self, key: str) -> int:
+        return self.max_failures if key.startswith("ip:") else self.account_max_failures
 
 
-def _throttle_keys(identifier: dict[str, str], client_address: str | None) -> list[str]:
-    # The identifier as typed (lowercased), never resolved to an account: an unknown name is
-    # counted exactly like a real one, so a 429 tells nothing about which names exist.
+def _address_key(client_address: str | None) -> str | None:
+    """`ip:<address>`; an IPv6 client counts as its /64 network, which one host usually holds whole."""
+    if not client_address:
+        return None
+    try:
+        address = ipaddress.ip_address(client_address)
+    except ValueError:
+        return f"ip:{client_address}"[:LOGIN_KEY_MAX]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return f"ip:{address.ipv4_mapped}"
+        return f"ip:{ipaddress.ip_network(f'{address}/64', strict=False)}"
+    return f"ip:{address}"
+
+
+def _identity_key(identifier: dict[str, str], user: User | None) -> str:
+    # One counter per account, whether it is named by username or email; a name that is no
+    # account is counted as typed (lowercased), and answered exactly like a real one.
+    if user is not None:
+        return f"user:{user.id}"
     (_kind, value), = identifier.items()
-    keys = [f"user:{value.lower()}"[:LOGIN_KEY_MAX]]
-    if client_address:
-        keys.append(f"ip:{client_address}"[:LOGIN_KEY_MAX])
-    return keys
+    return f"name:{value.lower()}"[:LOGIN_KEY_MAX]
 
 
 def _check_throttle(session: Session, keys: list[str], throttle: LoginThrottle, at: datetime) -> None:
-    """429 with Retry-After when any key had `max_failures` failures in its current window."""
-    window_starts = session.scalars(
-        select(LoginFailure.window_start).where(
-            LoginFailure.key.in_(keys),
-            LoginFailure.failures >= throttle.max_failures,
-            LoginFailure.window_start > at - throttle.window,
+    """429 with Retry-After when any key reached its limit in its current window."""
+    rows = session.execute(
+        select(LoginFailure.key, LoginFailure.failures, LoginFailure.window_start).where(
+            LoginFailure.key.in_(keys), LoginFailure.window_start > at - throttle.window
         )
     ).all()
+    window_starts = [start for key, failures, start in rows if 0 < throttle.limit(key) <= failures]
     if window_starts:
         wait = max(start + throttle.window for start in window_starts) - at
         raise ApiError.too_many_requests(max(1, math.ceil(wait.total_seconds())))
@@ -255,6 +280,10 @@ def _clear_failures(session: Session, keys: Iterable[str]) -> None:
     db.connection_of(session).execute(delete(LoginFailure).where(LoginFailure.key.in_(list(keys))))
 
 
+def _active_throttle(throttle: LoginThrottle | None) -> LoginThrottle | None:
+    return throttle if throttle is not None and throttle.max_failures > 0 else None
+
+
 def login(
     session: Session,
     identifier: dict[str, str],
@@ -266,47 +295,63 @@ def login(
 ) -> tuple[User, str]:
     """Check a password and open a new login token. Wrong user and wrong password look alike.
 
-    With `throttle`, a username/email or client address with too many recent failures gets 429
+    With `throttle`, a client address or an account with too many recent failures gets 429
     before any password check (the same for unknown users), and each 401 is counted first.
     """
-    if throttle is not None and throttle.max_failures <= 0:
-        throttle = None
-    keys = _throttle_keys(identifier, client_address)
+    throttle = _active_throttle(throttle)
+    user = _find_login_user(session, identifier)
+    identity = _identity_key(identifier, user)
+    keys = [key for key in (_address_key(client_address), identity) if key]
     at = now()
     if throttle:
         _check_throttle(session, keys, throttle, at)
     try:
-        user = _check_password(session, identifier, password)
+        _check_password(user, password)
     except ApiError:
         if throttle:
             _record_failure(session, keys, throttle, at)
             session.commit()
         raise
+    assert user is not None
     if throttle:
-        # Success clears the user's counters (whichever name they typed), not the address's.
-        _clear_failures(session, {keys[0], f"user:{user.username.lower()}", f"user:{(user.email or '').lower()}"})
+        _clear_failures(session, [identity])  # the account's counter, not the address's
     return user, _open_token(session, user, token_ttl)
 
 
-def _check_password(session: Session, identifier: dict[str, str], password: Any) -> User:
-    """The active user with this identifier and password; 401 otherwise, in the same time."""
+def refuse_login_body(session: Session, client_address: str | None, throttle: LoginThrottle | None) -> None:
+    """A login whose body could not even be read (characters no column holds) is a failed login
+    of its address: 429 once the address is stopped, else counted (the caller answers 400)."""
+    throttle = _active_throttle(throttle)
+    key = _address_key(client_address)
+    if throttle is None or key is None:
+        return
+    at = now()
+    _check_throttle(session, [key], throttle, at)
+    _record_failure(session, [key], throttle, at)
+    session.commit()
+
+
+def _find_login_user(session: Session, identifier: dict[str, str]) -> User | None:
+    """The user a login names, by username or email, regardless of case (both are unique
+    regardless of case, migration 0010), as Meteor's accounts-password finds them."""
+    (kind, value), = identifier.items()
+    column = User.email if kind == "email" else User.username
+    return session.scalars(select(User).where(func.lower(column) == value.lower())).one_or_none()
+
+
+def _check_password(user: User | None, password: Any) -> None:
+    """401 unless `user` is active and `password` is theirs, in the same time either way."""
     prehashed = isinstance(password, dict) and password.get("algorithm") == "sha-256"
     if prehashed:
         password = password.get("digest")  # Meteor's pre-hashed form; we verify it as given
     if not isinstance(password, str):
         raise ApiError.unauthorized_login()
-    (kind, value), = identifier.items()
-    column = User.email if kind == "email" else User.username
-    if kind == "email":
-        value = value.lower()
-    user = session.scalars(select(User).where(column == value)).one_or_none()
     valid = _verify_password(user.password_hash if user else None, password, prehashed=prehashed)
     if user is None or not valid or not user.active:
         raise ApiError.unauthorized_login()
     if _needs_rehash(user.password_hash or "", prehashed=prehashed):
         # Also moves a Rocket.Chat bcrypt hash to argon2id on the first login with the password.
         user.password_hash = hash_password(password)
-    return user
 
 
 def login_with_token(session: Session, token: str, token_ttl: timedelta | None = None) -> tuple[User, str]:
@@ -349,17 +394,36 @@ def find_user(session: Session, *, user_id: str | None = None, username: str | N
     return None
 
 
+# Rocket.Chat's "basic" email check (lib/emailValidator.ts): something, @, a domain with a dot,
+# and a top-level domain of at least two letters.
+VALID_EMAIL = re.compile(r"^[^@]+@[^@]+\.[a-zA-Z]{2,}$")
+
+
+def taken(session: Session, column: str, value: str) -> bool:
+    """Whether a user has this username or email, regardless of case (Rocket.Chat's rule; the
+    database's unique indexes of migration 0010 back it up)."""
+    attribute = getattr(User, column)
+    return session.scalars(select(User.id).where(func.lower(attribute) == value.lower())).first() is not None
+
+
 def create_user(session: Session, data: dict[str, Any]) -> User:
     """users.create: unique username and email, roles that exist, password hashed."""
     username, email = data["username"], data["email"].lower()
-    if find_user(session, username=username) is not None:
+    if taken(session, "username", username):
         raise ApiError.meteor("error-field-unavailable", f"{username} is already in use :(", method="insertOrUpdateUser")
-    if session.scalars(select(User.id).where(User.email == email)).first() is not None:
+    if taken(session, "email", email):
         raise ApiError.meteor("error-field-unavailable", f"{email} is already in use :(", method="insertOrUpdateUser")
     roles = data.get("roles") or ["user"]
     unknown = set(roles) - set(session.scalars(select(Role.id)))
     if unknown:
         raise ApiError.meteor("error-invalid-role", "Invalid role", method="insertOrUpdateUser")
+    if not VALID_EMAIL.match(data["email"].strip()):
+        # Rocket.Chat's saveNewUser → validateEmailDomain, after the checks above.
+        raise ApiError(
+            f"Invalid email {data['email']} [error-invalid-email]",
+            error_type="error-invalid-email",
+            details={"function": "RocketChat.validateEmailDomain", "email": data["email"]},
+        )
     user = User(
         username=username,
         name=data["name"],
@@ -428,9 +492,13 @@ def livechat_role(user_type: str) -> str:
 
 def list_role_members(
     session: Session, role: str, *, text: str | None, exclude_id: str | None, only_available: bool,
-    offset: int, count: int | None, sort: list[tuple[str, int]],
+    offset: int, count: int | None, sort: list[tuple[str, int]], hide_idle: bool = False,
 ) -> tuple[list[User], int]:
+    """`hide_idle`: leave out offline users, bots excepted (Rocket.Chat's showIdleAgents=false)."""
     query = select(User).join(UserRole, UserRole.user_id == User.id).where(UserRole.role_id == role)
+    if hide_idle:
+        bot = aliased(UserRole)
+        query = query.where(or_(User.status != "offline", exists().where(bot.user_id == User.id, bot.role_id == "bot")))
     if text:
         pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(

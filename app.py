@@ -44,9 +44,11 @@ def config_from_env() -> dict[str, Any]:
         "READ_CACHE": os.environ.get("READ_CACHE", "on").lower() not in ("0", "off", "false", "no"),
         "LOGIN_MAX_FAILURES": _env_int("LOGIN_MAX_FAILURES", 10),
         "LOGIN_FAILURE_WINDOW_SECONDS": _env_int("LOGIN_FAILURE_WINDOW_SECONDS", 300),
+        "LOGIN_ACCOUNT_MAX_FAILURES": _env_int("LOGIN_ACCOUNT_MAX_FAILURES", 100),
         "LOGIN_TOKEN_TTL_DAYS": float(os.environ.get("LOGIN_TOKEN_TTL_DAYS") or 90),
         "CORS_ORIGINS": os.environ.get("CORS_ORIGINS", ""),
         "TRUSTED_PROXY_HOPS": _env_int("TRUSTED_PROXY_HOPS", 0),
+        "REQUESTS_PER_WORKER": _env_int("REQUESTS_PER_WORKER", 1),
     }
 
 
@@ -84,6 +86,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     security.init_app(app)
     observability.init_app(app)  # request ids, metrics, /healthz and /readyz
+    request_input.init_app(app)  # the body read, then the worker's turn, before anything holds a connection or lock
     app.before_request(access.authenticate)
     app.before_request(request_input.reject_nul_characters)
     for blueprint in (auth_routes.bp, user_routes.bp, workspace_routes.bp, department_routes.bp, docs_routes.bp):

@@ -11,7 +11,7 @@ import db
 from access import current_user, login_throttle, public, token_ttl
 from errors import ApiError
 from openapi import doc
-from request_input import request_body
+from request_input import InvalidCharacters, request_body
 from schemas import LoginResponseSchema, LoginSchema, LogoutResponseSchema, MeResponseSchema
 from validation import dump, load
 
@@ -23,7 +23,13 @@ bp = Blueprint("auth", __name__, url_prefix="/api/v1")
 @doc(body=LoginSchema, response=LoginResponseSchema, errors=(400, 401, 429), public=True)
 def login() -> Any:
     """Log in with a username/email and password, or resume with a token."""
-    data = load(LoginSchema, request_body())
+    try:
+        body = request_body()
+    except InvalidCharacters:
+        # Counted like a failed login of its address: such a body is no mistake a client makes.
+        account_service.refuse_login_body(db.session(), request.remote_addr, login_throttle())
+        raise
+    data = load(LoginSchema, body)
     session = db.session()
     if data.get("resume"):
         user, token = account_service.login_with_token(session, data["resume"], token_ttl())
@@ -49,6 +55,7 @@ def _identifier(data: dict[str, Any]) -> dict[str, str]:
 
 
 @bp.route("/logout", methods=["POST", "GET"])
+@db.writes  # GET too: it revokes the token
 @doc(response=LogoutResponseSchema, errors=(401,))
 def logout() -> Any:
     """Log out: the token of this request stops working."""

@@ -34,7 +34,7 @@ import rocketchat_import
 import schemas
 import validation
 from errors import ApiError
-from models import Role, User
+from models import Role
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def register(app: Flask) -> None:
         with database_session() as session:
             check_roles(session, roles)
             for key, value in (("username", username), ("email", email.lower())):
-                if session.scalar(select(getattr(User, key)).where(getattr(User, key) == value)) is not None:
+                if account_service.taken(session, key, value):
                     raise click.ClickException(f"{key} {value!r} is already in use")
         body["password"] = read_password(password_stdin)
         data = validation.load(schemas.UserCreateSchema, body)

@@ -324,8 +324,8 @@ def parse_document(document: Any) -> dict[str, list[dict[str, Any]]]:
                 row["email"] = row["email"].lower()
             rows.append(row)
         data[section] = rows
-    for key in ("username", "email"):
-        counts = Counter(row[key] for row in data.get("users", []) if row.get(key))
+    for key in ("username", "email"):  # unique regardless of case (migration 0010)
+        counts = Counter(row[key].lower() for row in data.get("users", []) if row.get(key))
         for value, n in counts.items():
             if n > 1:
                 errors.add(f"users: {key} {value!r} appears {n} times")
@@ -432,21 +432,22 @@ def _replace_conflicting_users(session: Session, users: list[dict[str, Any]], re
     Returns the departments whose links were removed with them.
     """
     incoming_ids = {row["id"] for row in users}
-    by_username = {row["username"]: row for row in users}
-    by_email = {row["email"]: row for row in users if row.get("email")}
+    # Regardless of case: "Admin" coming in takes the place of a local "admin" (migration 0010).
+    by_username = {row["username"].lower(): row for row in users}
+    by_email = {row["email"].lower(): row for row in users if row.get("email")}
     conflicts: dict[str, tuple[Any, dict[str, Any]]] = {}
     for chunk in _chunks(users):
-        usernames = [row["username"] for row in chunk]
-        emails = [row["email"] for row in chunk if row.get("email")]
+        usernames = [row["username"].lower() for row in chunk]
+        emails = [row["email"].lower() for row in chunk if row.get("email")]
         local = session.execute(
             select(User.id, User.username, User.email, User.password_hash).where(
-                or_(User.username.in_(usernames), User.email.in_(emails))
+                or_(func.lower(User.username).in_(usernames), func.lower(User.email).in_(emails))
             )
         )
         for row in local:
             if row.id in incoming_ids:
                 continue  # updated in place; a swap of usernames fails on the unique index
-            target = by_username.get(row.username) or by_email[row.email]
+            target = by_username.get(row.username.lower()) or by_email[(row.email or "").lower()]
             conflicts[row.id] = (row, target)
     for local_id, (local, target) in conflicts.items():
         if "password_hash" not in target and local.password_hash:

@@ -322,7 +322,7 @@ def session() -> Session:
     write starts its write transaction at once (begin_write)."""
     if "db_session" not in g:
         sess: Session = current_app.extensions["db.sessionmaker"]()
-        if request and request.method not in SAFE_METHODS:
+        if request and (request.method not in SAFE_METHODS or _view_writes()):
             begin_write(sess)
         elif request and not is_sqlite(current_app.extensions["db.engine"]):
             # PostgreSQL reads in autocommit: under READ COMMITTED each statement has its own
@@ -332,6 +332,17 @@ def session() -> Session:
             sess.info["read_only"] = True
         g.db_session = sess
     return g.db_session
+
+
+def writes(view: Any) -> Any:
+    """Mark a view that writes whatever its method (`GET logout`, as Rocket.Chat allows): its
+    session is a write transaction, not a PostgreSQL autocommit read."""
+    view.writes = True
+    return view
+
+
+def _view_writes() -> bool:
+    return getattr(current_app.view_functions.get(request.endpoint or ""), "writes", False)
 
 
 def close_session(_exc: BaseException | None = None) -> None:

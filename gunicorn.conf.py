@@ -12,13 +12,20 @@ import shutil
 import tempfile
 
 import observability
+import security
 
 # Same values as app.config_from_env.
 METRICS = os.environ.get("METRICS", "off").lower() in ("1", "on", "true", "yes")
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '3000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "sync"
+# Threads, not sync workers: a sync worker is held by one slow client for as long as it trickles its
+# body (two such sockets stalled the service for `timeout`), while a thread of a gthread worker is
+# all it holds. WEB_THREADS threads per worker: with 2 workers, up to 31 slow clients on one of
+# them still leave the other requests served at once (README, "Limits and protections"; the bench
+# cost is in the README's Performance section).
+worker_class = "gthread"
+threads = int(os.environ.get("WEB_THREADS", "32"))
 timeout = 30
 graceful_timeout = 30
 # Request head limits (README): gunicorn refuses a longer request line with 414 and a larger or
@@ -27,6 +34,9 @@ graceful_timeout = 30
 limit_request_line = int(os.environ.get("MAX_REQUEST_LINE_BYTES") or 8190)
 limit_request_fields = int(os.environ.get("MAX_HEADER_FIELDS") or 100)
 limit_request_field_size = int(os.environ.get("MAX_HEADER_BYTES") or 8190)
+# gunicorn answers what it refuses itself (414, 431, a malformed request) in JSON with the security
+# headers, like the app, instead of its HTML page (security.json_error_page).
+security.install_json_error_pages()
 accesslog = "-"
 errorlog = "-"
 # gunicorn's own lines and access lines in the app's format (text or JSON, with the request id).

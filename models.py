@@ -160,6 +160,17 @@ class UserRole(Base):
     )
 
 
+# Usernames and emails are unique regardless of case through these indexes of migration 0010:
+# `lower(…)` on PostgreSQL, `COLLATE NOCASE` on SQLite. No model can declare an expression index
+# for both, so autogenerate leaves them alone (migrations/env.py, include_in_autogenerate).
+CASE_INSENSITIVE_INDEXES = frozenset({"uq_users_username_ci", "uq_users_email_ci"})
+
+
+def include_in_autogenerate(name: str | None, type_: str, _parent_names: Any) -> bool:
+    """Alembic's `include_name`: everything but the indexes the models cannot declare."""
+    return not (type_ == "index" and name in CASE_INSENSITIVE_INDEXES)
+
+
 class User(Base):
     __tablename__ = "users"
 

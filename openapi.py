@@ -19,8 +19,12 @@ from flask import Flask, current_app, request
 from marshmallow import Schema, fields
 from werkzeug.routing import FloatConverter, IntegerConverter, Rule
 
+import account_service
+import department_service
+import models
 import schemas
 import validation
+import workspace_service
 from version import VERSION
 
 TITLE = "Livechat departments"
@@ -82,11 +86,20 @@ ERROR_RESPONSES = {
     400: ("BadRequest", schemas.ErrorSchema, "Invalid parameters or a Rocket.Chat `error-…` failure"),
     401: ("Unauthorized", schemas.UnauthorizedSchema, "Missing or invalid `X-User-Id`/`X-Auth-Token`"),
     403: ("Forbidden", schemas.ErrorSchema, "The caller lacks a permission this action needs"),
+    414: ("UriTooLong", schemas.ErrorSchema, "The request line (path and query) is longer than MAX_REQUEST_LINE_BYTES"),
     429: ("TooManyRequests", schemas.ErrorSchema, "Too many failed logins: retry after `Retry-After` seconds"),
     503: ("ServiceUnavailable", schemas.UnavailableSchema, "The database cannot be reached or is not migrated"),
 }
 SECURITY = [{"userId": [], "authToken": []}]
 _PATH_PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+def _not_nullable(_self: Any, field: Any, ret: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+    """Fields of a schema whose Meteor check refuses null (`REFUSES_NULL`) are never nullable, even
+    where the ajv stage before it lets null through."""
+    if getattr(field.parent, "REFUSES_NULL", False):
+        ret.pop("nullable", None)
+    return {}
 
 
 def _documented_as(self: Any, field: Any, ret: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
@@ -126,7 +139,10 @@ def _operation(rule: Rule, method: str, view: Callable[..., Any], meta: Doc, man
     else:
         success = {"schema": {"type": "object"} if meta.media_type == "application/json" else {"type": "string"}}
     operation["responses"] = {"200": {"description": summary.strip() or "Success", "content": {meta.media_type: success}}}
-    for status in meta.errors:
+    # gunicorn refuses a request line longer than MAX_REQUEST_LINE_BYTES before the app sees it,
+    # which a long enough query string reaches (e.g. many listByIds `ids[]`).
+    errors = (*meta.errors, 414) if meta.query is not None else meta.errors
+    for status in errors:
         operation["responses"][str(status)] = {"$ref": f"#/components/responses/{ERROR_RESPONSES[status][0]}"}
     operation["security"] = [] if meta.public else SECURITY
     return operation
@@ -145,6 +161,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
     plugin.map_to_openapi_type(validation.RCDateTime, "string", "date-time")
     assert plugin.converter is not None
     plugin.converter.add_attribute_function(_documented_as)
+    plugin.converter.add_attribute_function(_not_nullable)
 
     spec.components.security_scheme("userId", {"type": "apiKey", "in": "header", "name": "X-User-Id"})
     spec.components.security_scheme("authToken", {"type": "apiKey", "in": "header", "name": "X-Auth-Token"})
@@ -154,6 +171,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
             response["headers"] = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
         spec.components.response(name, response)
 
+    queries: dict[tuple[str, str], type[Schema] | None] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         view = app.view_functions.get(rule.endpoint)
         meta = view_doc(view)
@@ -162,9 +180,79 @@ def build_spec(app: Flask) -> dict[str, Any]:
         methods = sorted((rule.methods or set()) - IGNORED_METHODS)
         operations = {m.lower(): _operation(rule, m, view, meta, len(methods) > 1) for m in methods}
         spec.path(path=_PATH_PARAM.sub(r"{\1}", rule.rule), operations=operations)
+        queries.update({(_PATH_PARAM.sub(r"{\1}", rule.rule), m.lower()): meta.query for m in methods})
     document = spec.to_dict()
     _drop_query_nullable(document)
+    _constrain(document, queries)
     return document
+
+
+# --- what the validation enforces beyond the marshmallow fields (tests/test_fuzz.py: data generated
+# as valid from the document must be accepted) ---
+
+PATH_ENUMS = {"user_type": sorted(account_service.LIVECHAT_ROLES), "setting_id": sorted(workspace_service.SETTING_TYPES)}
+# Which fields `sort` takes, per query schema (the rule itself: schemas.parse_sort with the same maps).
+SORTABLE: dict[type[Schema], Iterable[str]] = {
+    schemas.DepartmentListQuerySchema: department_service.DEPARTMENT_SORT,
+    schemas.ListByIdsQuerySchema: department_service.DEPARTMENT_SORT,
+    schemas.DepartmentAgentsQuerySchema: department_service.AGENT_SORT,
+    schemas.LivechatUsersQuerySchema: account_service.USER_SORT_FIELDS,
+}
+# `fields` and `query` (parseJsonQuery) must be JSON: documented as a flat object of 0s and 1s.
+_KEY = r'"[A-Za-z_][A-Za-z0-9_.]{0,30}"'
+JSON_OBJECT_PATTERN = rf"^\{{({_KEY}: ?[01](, ?{_KEY}: ?[01])*)?\}}$"
+ROLE_LIST = {"type": "array", "items": {"type": "string", "enum": list(account_service.ROLES)}, "uniqueItems": True}
+# Per component schema and property: constraints checked by the service, not by the schema's fields.
+PROPERTIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("UserCreate", "email"): {"pattern": account_service.VALID_EMAIL.pattern},
+    ("UserCreate", "roles"): ROLE_LIST,
+    ("PermissionUpdateItem", "roles"): ROLE_LIST,
+    # its type depends on the setting (workspace_service.SETTING_TYPES); integers fit 32 bits
+    ("SettingValue", "value"): {"oneOf": [
+        {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}, {"type": "boolean"}, {"type": "string"},
+    ]},
+}
+# Department objects take custom fields besides these (keys `schemas.EXTRA_KEY`, at most
+# `schemas.MAX_EXTRA_KEYS`, string/integer/boolean values); OpenAPI 3.0 cannot constrain property
+# names, so the document lists the typed keys only.
+CUSTOM_FIELDS = (
+    f"Custom fields may be added: keys matching `{schemas.EXTRA_KEY.pattern}`, at most {schemas.MAX_EXTRA_KEYS}, "
+    f"with string (up to {models.TEXT_MAX} characters), integer or boolean values."
+)
+# Objects documented without additional properties, with what the description adds. The agents
+# body is checked twice: loosely at the route (Including), then strictly (AgentChangesSchema).
+CLOSED = {"AjvDepartment": CUSTOM_FIELDS, "DepartmentUpdate": CUSTOM_FIELDS, "DepartmentAgentsBody": None}
+
+
+def _sort_pattern(fields: Iterable[str]) -> str:
+    names = "|".join(re.escape(name) for name in sorted(fields))
+    pair = f'"({names})": ?-?1'
+    return rf"^\{{({pair}(, ?{pair})*)?\}}$"
+
+
+def _constrain(document: dict[str, Any], queries: dict[tuple[str, str], type[Schema] | None]) -> None:
+    components = document["components"]["schemas"]
+    for (schema, name), constraint in PROPERTIES.items():
+        components[schema]["properties"][name].update(constraint)
+    for schema, description in CLOSED.items():
+        components[schema]["additionalProperties"] = False
+        if description:
+            components[schema]["description"] = description
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            sortable = SORTABLE.get(queries.get((path, method)))  # type: ignore[arg-type]
+            for parameter in operation.get("parameters", []):
+                schema, name = parameter["schema"], parameter["name"]
+                if parameter["in"] == "path" and name in PATH_ENUMS:
+                    schema["enum"] = PATH_ENUMS[name]
+                elif parameter["in"] == "query" and name == "sort" and sortable is not None:
+                    schema["pattern"] = _sort_pattern(sortable)
+                elif parameter["in"] == "query" and name in ("fields", "query"):
+                    schema["pattern"] = JSON_OBJECT_PATTERN
+                elif parameter["in"] == "query" and schema.get("type") == "array":
+                    # Rocket.Chat's qs reads a lone `ids=a` as a string: arrays are sent as `ids[]=a`.
+                    parameter["name"] = f"{name}[]"
+                    schema["minItems"] = 1
 
 
 def _drop_query_nullable(document: dict[str, Any]) -> None:

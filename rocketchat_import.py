@@ -269,8 +269,11 @@ def import_rocketchat(
         units = {doc.get("_id") for _, doc in read[RC_DEPARTMENTS] if doc.get("type") == "u"}
         users = [row for number, doc in read[RC_USERS] if (row := _rc_user(number, doc, known_roles, report))]
         users = _unique(users, lambda r: r["id"], "users", "users skipped: duplicate _id", report)
-        users = _unique(users, lambda r: r["username"], "users", "users skipped: duplicate username", report)
-        users = _unique(users, lambda r: r["email"], "users", "users skipped: duplicate email", report)
+        # unique regardless of case, as the users table has it (migration 0010)
+        users = _unique(users, lambda r: r["username"].lower(), "users", "users skipped: duplicate username", report)
+        users = _unique(
+            users, lambda r: r["email"] and r["email"].lower(), "users", "users skipped: duplicate email", report
+        )
         links = [row for number, doc in read[RC_LINKS] if (row := _rc_link(number, doc, report))]
         # Rocket.Chat has no unique index on (agentId, departmentId): keep the newest of duplicates.
         links.sort(key=lambda r: r.get("updated_at") or EPOCH, reverse=True)

@@ -28,6 +28,7 @@ from validation import (
     Including,
     Integer,
     Limited,
+    LimitedList,
     MatchSchema,
     Maybe,
     NonNegativeInteger,
@@ -38,6 +39,7 @@ from validation import (
     PlainSchema,
     RCDateTime,
     check,
+    unstorable,
 )
 
 # ---------------------------------------------------------------------------
@@ -153,6 +155,19 @@ class UserSchema(OmitNoneSchema):
         return [{"address": user.email, "verified": user.email_verified}]
 
 
+class OtherUserSchema(OmitNoneSchema):
+    """Another user, for a caller without `view-full-other-user-info`: Rocket.Chat's default fields
+    (getFullUserData), so no emails, roles or dates."""
+
+    _id = fields.String(attribute="id")
+    username = fields.String()
+    name = fields.String()
+    status = fields.String()
+    statusLivechat = fields.String(attribute="status_livechat")
+    active = fields.Boolean()
+    type = fields.Constant("user")
+
+
 class MeSchema(UserSchema):
     email = fields.String()
     settings = fields.Constant({"preferences": {}})
@@ -222,6 +237,13 @@ class UserIdSchema(AjvSchema):
 
 class UserResponseSchema(Schema):
     user = fields.Nested(UserSchema, allow_none=True)
+    success = fields.Constant(True)
+
+
+class OtherUserResponseSchema(Schema):
+    """users.info of another user without `view-full-other-user-info` (a subset of UserResponseSchema)."""
+
+    user = fields.Nested(OtherUserSchema)
     success = fields.Constant(True)
 
 
@@ -295,7 +317,7 @@ class PermissionSchema(Schema):
 
 
 class PermissionsListQuerySchema(PlainSchema):
-    updatedSince = fields.String()
+    updatedSince = fields.String(metadata={"format": "date-time"})
 
 
 class PermissionsListSchema(Schema):
@@ -365,6 +387,10 @@ SERVER_KEYS = frozenset({"_id", "_updatedAt", "numAgents", "archived", "type"})
 MAX_EXTRA_KEYS = 50
 EXTRA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
+# Lists a department stores, bounded so that no list page carries a huge one (README, Limits).
+MAX_CLOSING_TAGS = 100
+MAX_FORWARD_DEPARTMENTS = 500  # as many as one listByIds can name
+
 # Typed department keys (docs/compatibility.md §1.1) -> their Meteor pattern.
 DEPARTMENT_FIELDS: dict[str, Any] = {
     "name": Limited(models.NAME_MAX),
@@ -374,9 +400,9 @@ DEPARTMENT_FIELDS: dict[str, Any] = {
     "showOnOfflineForm": bool,
     "description": Limited(models.TEXT_MAX),
     "requestTagBeforeClosingChat": bool,
-    "chatClosingTags": [Limited(models.NAME_MAX)],
+    "chatClosingTags": LimitedList(Limited(models.NAME_MAX), MAX_CLOSING_TAGS),
     "fallbackForwardDepartment": Limited(models.ID_MAX),
-    "departmentsAllowedToForward": [Limited(models.ID_MAX)],
+    "departmentsAllowedToForward": LimitedList(Limited(models.ID_MAX), MAX_FORWARD_DEPARTMENTS),
     "allowReceiveForwardOffline": bool,
     "offlineMessageChannelName": Limited(models.TEXT_MAX),
     "abandonedRoomsCloseCustomMessage": Limited(models.TEXT_MAX),
@@ -414,9 +440,13 @@ class DepartmentUpdateSchema(MatchSchema):
     showOnOfflineForm = fields.Boolean()
     description = fields.String(validate=validate.Length(max=models.TEXT_MAX))
     requestTagBeforeClosingChat = fields.Boolean()
-    chatClosingTags = fields.List(fields.String(validate=validate.Length(max=models.NAME_MAX)))
+    chatClosingTags = fields.List(
+        fields.String(validate=validate.Length(max=models.NAME_MAX)), validate=validate.Length(max=MAX_CLOSING_TAGS)
+    )
     fallbackForwardDepartment = fields.String(validate=validate.Length(max=models.ID_MAX))
-    departmentsAllowedToForward = fields.List(fields.String(validate=validate.Length(max=models.ID_MAX)))
+    departmentsAllowedToForward = fields.List(
+        fields.String(validate=validate.Length(max=models.ID_MAX)), validate=validate.Length(max=MAX_FORWARD_DEPARTMENTS)
+    )
     allowReceiveForwardOffline = fields.Boolean()
     offlineMessageChannelName = fields.String(validate=validate.Length(max=models.TEXT_MAX))
     abandonedRoomsCloseCustomMessage = fields.String(validate=validate.Length(max=models.TEXT_MAX))
@@ -456,6 +486,8 @@ AGENT_ITEM = Including(
 class AgentItemSchema(Schema):
     """One agent item of `agents`, `upsert` or `remove` (documentation only: AGENT_ITEM validates)."""
 
+    REFUSES_NULL = True  # the Meteor check refuses null in every key (openapi.py documents none as nullable)
+
     class Meta:
         unknown = INCLUDE
 
@@ -471,6 +503,8 @@ MAX_AGENTS_PER_REQUEST = 1000
 
 class AgentChangesSchema(MatchSchema):
     """`{upsert: [...], remove: [...]}` as Helper.updateDepartmentAgents checks it (docs/compatibility.md §2.11)."""
+
+    REFUSES_NULL = True  # the Meteor check refuses null in every key (openapi.py documents none as nullable)
 
     PATTERN = {"upsert": Maybe([AGENT_ITEM]), "remove": Maybe([AGENT_ITEM])}
 
@@ -496,6 +530,8 @@ class DepartmentAgentsBodySchema(MatchSchema):
 class DepartmentBodySchema(MatchSchema):
     """The envelope of a create or an update (`check(body, {department: Object, …})`)."""
 
+    REFUSES_NULL = True  # the Meteor check refuses null in every key (openapi.py documents none as nullable)
+
     PATTERN = {
         "department": PlainObject,
         "agents": Maybe(AnyArray),
@@ -512,6 +548,8 @@ class DepartmentBodySchema(MatchSchema):
 
 class AjvDepartmentSchema(AjvSchema):
     """ajv's department schema of `POST livechat/department`: coerces, extra keys allowed."""
+
+    REFUSES_NULL = True  # the Meteor check refuses null in every key (openapi.py documents none as nullable)
 
     class Meta:
         unknown = INCLUDE
@@ -533,6 +571,7 @@ class AjvDepartmentSchema(AjvSchema):
 
 
 class AjvAgentItemSchema(AjvSchema):
+    REFUSES_NULL = True  # the Meteor check refuses null in every key (openapi.py documents none as nullable)
     agentId = AjvString(required=True)
     username = AjvString()  # accepted and ignored (the user's document sends it)
     count = AjvNumber(allow_none=True)
@@ -545,6 +584,8 @@ class AjvDepartmentUnitSchema(AjvSchema):
 
 class DepartmentCreateSchema(AjvSchema):
     """`POST livechat/department` body, validated like Rocket.Chat's ajv schema."""
+
+    REFUSES_NULL = True  # the Meteor check refuses null in every key (openapi.py documents none as nullable)
 
     department = AjvNested(AjvDepartmentSchema, required=True)
     agents = AjvList(AjvNested(AjvAgentItemSchema), allow_none=True)
@@ -584,13 +625,24 @@ class AgentDepartmentsQuerySchema(AjvSchema):
     enabledDepartmentsOnly = AjvString(allow_none=True)
 
 
+SELECTOR_PATTERN = r'^\{("term": ?"[A-Za-z0-9 ]{0,40}")?\}$'
+
+
 class AutocompleteQuerySchema(Schema):
     """`selector` is a JSON object string: `{term?, exceptions?, conditions?}`."""
 
     class Meta:
         unknown = EXCLUDE
 
-    selector = fields.Raw(required=True, metadata={**QUERY_STRING, "description": "JSON: {term?, exceptions?, conditions?}"})
+    selector = fields.Raw(
+        required=True,
+        metadata={
+            **QUERY_STRING,
+            "description": "JSON: {term?, exceptions?, conditions?}",
+            # What a client generated from the document may send: `{}` or `{"term": …}`.
+            "pattern": SELECTOR_PATTERN,
+        },
+    )
     onlyMyDepartments = fields.Raw(metadata=QUERY_STRING)
     showArchived = fields.Raw(metadata=QUERY_STRING)
 
@@ -609,6 +661,9 @@ class AutocompleteQuerySchema(Schema):
             raise ValidationError("The 'selector' param is nested too deeply") from None
         if not isinstance(selector, dict):
             raise ValidationError("The 'selector' param must be a JSON object")
+        problem = unstorable(selector)  # its `\ud800` or `\u0000` escapes reach SQL otherwise
+        if problem:
+            raise ValidationError(problem)
         check_selector(selector)
         return {**data, "selector": selector}
 
@@ -649,11 +704,14 @@ def check_selector(selector: dict[str, Any]) -> None:
         raise ValidationError(f"Unsupported condition in selector: {json.dumps(key)}")
 
 
+MAX_IDS = 500  # qs' arrayLimit: Rocket.Chat turns longer lists into objects
+
+
 class ListByIdsQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    ids = fields.Raw(required=True, metadata={"type": "array", "items": {"type": "string"}})
+    ids = fields.Raw(required=True, metadata={"type": "array", "items": {"type": "string"}, "maxItems": MAX_IDS})
     sort = fields.Raw(metadata=QUERY_STRING)
     fields_ = fields.Raw(data_key="fields", metadata=QUERY_STRING)
     query = fields.Raw(metadata=QUERY_STRING)
@@ -674,7 +732,6 @@ class ListByIdsQuerySchema(Schema):
         return ApiError.plain(first_message(error.messages))
 
 
-MAX_IDS = 500  # qs' arrayLimit: Rocket.Chat turns longer lists into objects
 
 
 def check_json_param(name: str, raw: Any) -> None:

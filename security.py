@@ -5,11 +5,16 @@
 - CORS is off unless CORS_ORIGINS lists exact origins. An allowed origin gets its own origin
   echoed (never `*`) and preflights are answered here; credentials travel in the X-User-Id and
   X-Auth-Token headers, never cookies, so `Access-Control-Allow-Credentials` is never sent.
+- gunicorn's own answers to requests it refuses before the app sees them (400 malformed, 414 request
+  line, 431 headers) are JSON with the same headers too (`json_error_page`, gunicorn.conf.py).
 - `X-Forwarded-*` is trusted only through TRUSTED_PROXY_HOPS (werkzeug's ProxyFix); with the
   default 0 a client cannot choose the address that login throttling counts.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from flask import Flask, Response, request
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -66,3 +71,22 @@ def init_app(app: Flask) -> None:
     if origins:
         app.before_request_funcs.setdefault(None, []).insert(0, answer_preflight)  # before authentication
     app.after_request(add_headers)
+
+
+def json_error_page(sock: Any, status_int: int, reason: str, _mesg: str) -> None:
+    """gunicorn's `util.write_error`, answering JSON: `{"success": false, "error": <reason>}` with the
+    security headers, e.g. 414 `URI Too Long` or 431 `Request Header Fields Too Large`. gunicorn's
+    own message is left out: it echoes parts of the refused request."""
+    from gunicorn import util
+
+    body = json.dumps({"success": False, "error": reason}).encode()
+    head = [f"HTTP/1.1 {status_int} {reason}", "Connection: close", "Content-Type: application/json",
+            f"Content-Length: {len(body)}", *(f"{name}: {value}" for name, value in SECURITY_HEADERS.items())]
+    util.write_nonblock(sock, ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+
+
+def install_json_error_pages() -> None:
+    """Make gunicorn's workers answer their own refusals with json_error_page (gunicorn.conf.py)."""
+    from gunicorn import util
+
+    util.write_error = json_error_page

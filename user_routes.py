@@ -9,7 +9,7 @@ from flask import Blueprint
 import account_service
 import db
 import workspace_service
-from access import current_user, granted, require_all, require_any
+from access import current_user, granted, require_all
 from cache import settings
 from errors import ApiError
 from openapi import doc
@@ -20,6 +20,7 @@ from schemas import (
     LivechatUserResponseSchema,
     LivechatUsersListSchema,
     LivechatUsersQuerySchema,
+    OtherUserResponseSchema,
     SuccessSchema,
     UserCreateSchema,
     UserIdSchema,
@@ -32,7 +33,14 @@ from validation import dump, load
 
 bp = Blueprint("users", __name__, url_prefix="/api/v1")
 
-USER_SORT_FIELDS = {"name": 1, "username": 1, "_id": 1, "status": 1}
+# Giving or taking an omnichannel role needs the permission that manages it, on top of Rocket.Chat's
+# own check (view-livechat-manager, which monitors hold too): a monitor must not make itself a
+# manager (docs/compatibility.md, livechat/users/:type).
+MANAGE_ROLE = {"agent": "manage-livechat-agents", "manager": "manage-livechat-managers"}
+
+
+def _require_role_management(user_type: str) -> None:
+    require_all("view-livechat-manager", *([MANAGE_ROLE[user_type]] if user_type in MANAGE_ROLE else []))
 
 
 @bp.post("/users.create")
@@ -50,12 +58,16 @@ def create_user() -> Any:
 @bp.get("/users.info")
 @doc(query=UserIdSchema, response=UserResponseSchema)
 def user_info() -> Any:
-    """One user, by `userId` or `username`."""
+    """One user, by `userId` or `username`; emails and roles only for oneself or with `view-full-other-user-info`."""
     params = request_query(UserIdSchema)
     user = account_service.find_user(db.session(), user_id=params.get("userId"), username=params.get("username"))
     if user is None:
         raise ApiError.meteor("error-invalid-user", "Invalid user")
-    return dump(UserResponseSchema, {"user": user})
+    # Emails, roles and dates only for the user themself or with view-full-other-user-info, as
+    # Rocket.Chat's getFullUserData (docs/compatibility.md, users.info).
+    if user.id == current_user().id or granted("view-full-other-user-info"):
+        return dump(UserResponseSchema, {"user": user})
+    return dump(OtherUserResponseSchema, {"user": user})
 
 
 @bp.get("/users.list")
@@ -98,11 +110,12 @@ def list_livechat_users(user_type: str) -> Any:
     elif not granted("view-livechat-manager"):
         raise ApiError.plain("unauthorized", 403)
     session = db.session()
-    sort = parse_sort(params.get("sort"), USER_SORT_FIELDS, {"name": 1})
+    sort = parse_sort(params.get("sort"), account_service.USER_SORT_FIELDS, {"name": 1})
     offset, limit = workspace_service.page_window(settings(), params.get("offset"), params.get("count"))
     users, total = account_service.list_role_members(
         session, role, text=params.get("text"), exclude_id=params.get("excludeId"),
         only_available=bool(params.get("onlyAvailable")), offset=offset, count=limit, sort=sort,
+        hide_idle=user_type == "agent" and params.get("showIdleAgents") is False,
     )
     return dump(LivechatUsersListSchema, {"users": users, "count": len(users), "offset": offset, "total": total})
 
@@ -110,9 +123,9 @@ def list_livechat_users(user_type: str) -> Any:
 @bp.post("/livechat/users/<user_type>")
 @doc(body=LivechatUserAddSchema, response=LivechatUserAddedSchema)
 def add_livechat_user(user_type: str) -> Any:
-    """Give a user the agent or manager role (needs `view-livechat-manager`)."""
+    """Give a user the agent or manager role (needs `view-livechat-manager` and `manage-livechat-agents` or `-managers`)."""
     data = load(LivechatUserAddSchema, request_body())
-    require_all("view-livechat-manager")
+    _require_role_management(user_type)
     user = account_service.add_role(db.session(), data["username"], account_service.livechat_role(user_type))
     return dump(LivechatUserAddedSchema, {"user": {"_id": user.id, "username": user.username}})
 
@@ -132,7 +145,7 @@ def get_livechat_user(user_type: str, user_id: str) -> Any:
 @bp.delete("/livechat/users/<user_type>/<user_id>")
 @doc(response=SuccessSchema)
 def remove_livechat_user(user_type: str, user_id: str) -> Any:
-    """Take the agent or manager role away; an agent also leaves every department."""
-    require_any("view-livechat-manager")
+    """Take the agent or manager role away; an agent also leaves every department (same permissions as adding)."""
+    _require_role_management(user_type)
     account_service.remove_role(db.session(), user_id, account_service.livechat_role(user_type))
     return dump(SuccessSchema, {})

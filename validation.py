@@ -113,6 +113,30 @@ class CompiledDumpSchema(OmitNoneSchema):
 
 
 # ---------------------------------------------------------------------------
+# Characters no column can hold
+# ---------------------------------------------------------------------------
+
+NUL_ERROR = "Invalid input: the NUL character (\\u0000) is not allowed"
+SURROGATE_ERROR = "Invalid input: unpaired UTF-16 surrogates (\\ud800-\\udfff) are not allowed"
+# JSON's `\ud800` escapes decode to lone surrogates, which no UTF-8 column (nor psycopg) accepts.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unstorable(value: Any) -> str | None:
+    """Why `value` (a loaded JSON value, keys included) cannot be stored, or None when it can."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return NUL_ERROR
+        return SURROGATE_ERROR if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        return next((problem for k, v in value.items() if (problem := unstorable(k) or unstorable(v))), None)
+    if isinstance(value, list):
+        return next((problem for item in value if (problem := unstorable(item))), None)
+    return None
+
+
+
+# ---------------------------------------------------------------------------
 # ajv-style validation (coercing, first error wins, "[invalid-params]")
 # ---------------------------------------------------------------------------
 
@@ -248,6 +272,14 @@ class Limited:
         self.max_length = max_length
 
 
+class LimitedList:
+    """An array of at most `max_items` items, each matching `pattern` (our bound; Rocket.Chat has none)."""
+
+    def __init__(self, pattern: Any, max_items: int) -> None:
+        self.pattern = pattern
+        self.max_items = max_items
+
+
 class NonNegativeInteger:
     """Match.Integer, and not below 0 (Rocket.Chat added the same rule for count/order in 2026)."""
 
@@ -316,6 +348,10 @@ def _match(value: Any, pattern: Any) -> tuple[str, str] | None:
         if len(value) > pattern.max_length:
             return (f"Expected string of at most {pattern.max_length} characters", "")
         return None
+    if isinstance(pattern, LimitedList):
+        if isinstance(value, list) and len(value) > pattern.max_items:
+            return (f"Expected at most {pattern.max_items} items", "")
+        return _match(value, [pattern.pattern])
     if isinstance(pattern, Where):
         return None if pattern.predicate(value) else ("Failed Match.Where validation", "")
     if pattern is AnyArray:

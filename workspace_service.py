@@ -42,19 +42,25 @@ def permission_roles(session: Session) -> dict[str, frozenset[str]]:
 def list_permissions(session: Session, updated_since: str | None) -> list[Permission]:
     query = select(Permission).order_by(Permission.id)
     if updated_since is not None:
-        try:
-            since = datetime.fromisoformat(updated_since.replace("Z", "+00:00"))
-        except ValueError:
-            raise ApiError.meteor(
-                "error-roomId-param-invalid", "The \"updatedSince\" query parameter must be a valid date."
-            ) from None
+        query = query.where(Permission.updated_at >= _changed_after(updated_since))
+    return list(session.scalars(query))
+
+
+def _changed_after(updated_since: str) -> datetime:
+    """The first stored time that counts as changed after `updated_since` (400 if it is no date)."""
+    try:
+        # RFC 3339 allows a lowercase `t` and `z`
+        since = datetime.fromisoformat(updated_since.upper().replace("Z", "+00:00"))
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
         # Clients only ever see milliseconds, but stored times may hold microseconds (the seed
         # migration's): "changed after T" means "shown later than T", i.e. from T's next millisecond.
         since = since.replace(microsecond=since.microsecond // 1000 * 1000) + timedelta(milliseconds=1)
-        query = query.where(Permission.updated_at >= since)
-    return list(session.scalars(query))
+        return since.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: a date at the edge of year 1 or 9999
+        raise ApiError.meteor(
+            "error-roomId-param-invalid", "The \"updatedSince\" query parameter must be a valid date."
+        ) from None
 
 
 def update_permissions(session: Session, changes: list[dict[str, Any]]) -> list[Permission]:

@@ -53,23 +53,26 @@ def _run_migrations(url: str) -> None:
     # Several processes may start at once (gunicorn masters, tests): the later ones wait their turn.
     engine = db.make_engine(url, foreign_keys=False, sqlite_busy_timeout_ms=60_000)
     sqlite = db.is_sqlite(engine)
-    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=models.Base.metadata,
-            render_as_batch=sqlite,
-            compare_type=True,
-            transaction_per_migration=False,
-        )
-        with context.begin_transaction():
-            if not sqlite:
-                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-            context.run_migrations()
-            if sqlite:
-                dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                if dangling:
-                    raise RuntimeError(f"migration left dangling references: {dangling[:5]}")
-    engine.dispose()
+    try:  # a migration that stops (0010 on clashing users) must not leave the connection open
+        with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection:
+            context.configure(
+                connection=connection,
+                target_metadata=models.Base.metadata,
+                render_as_batch=sqlite,
+                include_name=models.include_in_autogenerate,
+                compare_type=True,
+                transaction_per_migration=False,
+            )
+            with context.begin_transaction():
+                if not sqlite:
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+                context.run_migrations()
+                if sqlite:
+                    dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if dangling:
+                        raise RuntimeError(f"migration left dangling references: {dangling[:5]}")
+    finally:
+        engine.dispose()
 
 
 if context.is_offline_mode():

@@ -64,7 +64,8 @@ def test_list_all_updated_since(client, auth):
 
 
 def test_list_all_rejects_an_invalid_date(client, auth):
-    for value in ("garbage", "2020-13-45"):
+    # the last two are dates, but one millisecond later / in UTC they leave the years 1-9999
+    for value in ("garbage", "2020-13-45", "9999-12-31T23:59:59.9999Z", "0001-01-01T00:00:00+23:59"):
         response = client.get(f"{API}/permissions.listAll", query_string={"updatedSince": value}, headers=auth.admin)
         assert response.status_code == 400, value
         assert response.json == {
@@ -75,6 +76,12 @@ def test_list_all_rejects_an_invalid_date(client, auth):
 
 
 # --- permissions.update ---------------------------------------------------------------------
+
+
+def test_list_all_takes_dates_near_the_edges(client, auth):
+    user = auth.user_headers("plain")  # any logged-in user may list permissions
+    assert permissions_by_id(client, user, updatedSince="9999-12-31T23:59:59.998Z") == {}
+    assert len(permissions_by_id(client, user, updatedSince="0001-01-01T00:00:00-23:59")) > 0
 
 
 def test_update_replaces_the_roles(client, auth):

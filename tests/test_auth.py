@@ -78,6 +78,15 @@ def test_logout_revokes_the_token(client, auth):
     assert client.get("/api/v1/me", headers=headers).status_code == 401
 
 
+def test_logout_by_get_revokes_the_token(client, auth):
+    """Rocket.Chat accepts GET logout; PostgreSQL runs GETs read-only, so this one is marked (db.writes)."""
+    headers = auth.admin
+    response = client.get("/api/v1/logout", headers=headers)
+    assert response.status_code == 200
+    assert response.json == {"status": "success", "data": {"message": "You've been logged out!"}, "success": True}
+    assert client.get("/api/v1/me", headers=headers).status_code == 401
+
+
 def test_tokens_are_stored_only_as_base64_sha256(app, auth):
     token = auth.admin["X-Auth-Token"]
     expected = base64.b64encode(hashlib.sha256(token.encode()).digest()).decode()

@@ -1,13 +1,17 @@
 """The real server: `gunicorn -c gunicorn.conf.py app:app` from the project root, over real HTTP.
 
-Each test starts gunicorn (two sync workers) on a database of its own, on a free port below
-32768 (the ephemeral range above it is busy with client sockets),
+Each test starts gunicorn (two gthread workers, the default configuration) on a database of its own,
+on a free port below 32768 (the ephemeral range above it is busy with client sockets),
 and always stops it again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -75,7 +79,7 @@ def test_changes_reach_every_worker(empty_database_url, tmp_path):
             return set(lines)
 
         def from_eight_clients(check) -> None:  # noqa: ANN001
-            # Eight clients at once: while one sync worker is busy the other accepts, so both
+            # Eight clients at once, each on new connections: both workers accept some, so both
             # answer (one client alone may be served by the same worker every time).
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(lambda _: check(), range(16)))
@@ -122,3 +126,49 @@ def test_generated_admin_password_is_logged_once_and_works(empty_database_url, t
     assert "generated password" not in second_log  # printed on the start that created the admin only
     assert GENERATED.findall(server.output()) == [generated]
     assert admins(empty_database_url) == [headers["X-User-Id"]]
+
+
+SLOW_CLIENTS = 20
+
+
+def test_slow_clients_do_not_stall_other_requests(tmp_path):
+    """Issue 14 item 9: with the default configuration, 20 connections that send their headers and
+    then trickle the body must not delay a normal request by more than a second. Bounded: every
+    socket has a timeout, the trickling stops after the checks, and the whole test takes ~10 s."""
+    password = "e2e-slow-pass-1"
+    with Server(f"sqlite:///{tmp_path / 'slow.db'}", tmp_path / "gunicorn.log", password) as server:
+        host, port = server.base.removeprefix("http://").split(":")
+        slow = []
+        head = "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        for _ in range(SLOW_CLIENTS):
+            sock = socket.create_connection((host, int(port)), timeout=5)
+            sock.sendall(head.encode())
+            slow.append(sock)
+        stop = threading.Event()
+
+        def trickle() -> None:  # one more byte of each body every 0.2 s, for at most 20 s
+            deadline = time.monotonic() + 20
+            while not stop.is_set() and time.monotonic() < deadline:
+                for sock in slow:
+                    with contextlib.suppress(OSError):
+                        sock.sendall(b" ")
+                stop.wait(0.2)
+
+        trickler = threading.Thread(target=trickle, daemon=True)
+        trickler.start()
+        try:
+            time.sleep(1)  # the slow requests have reached the workers
+            delays = []
+            for path in ("/healthz", "/api/info", "/healthz", "/api/info", "/healthz"):
+                started = time.monotonic()
+                response = requests.get(f"{server.base}{path}", timeout=5)
+                delays.append(time.monotonic() - started)
+                assert response.status_code == 200
+            assert max(delays) < 1.0, delays
+            token = login(server.base, password)  # a write request too (a login opens a token)
+            assert requests.get(f"{server.base}/api/v1/me", headers=token, timeout=5).status_code == 200
+        finally:
+            stop.set()
+            trickler.join(timeout=5)
+            for sock in slow:
+                sock.close()

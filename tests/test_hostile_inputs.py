@@ -11,6 +11,7 @@ before and after, and must not change (failed logins excepted: counting them is 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import Counter
 from urllib.parse import quote
@@ -196,3 +197,87 @@ def test_hostile_logins(app, client, seeded):
     assert {k: v for k, v in after.items() if k not in LOGIN_TABLES} == {k: v for k, v in before.items() if k not in LOGIN_TABLES}
     # the admin's session still works
     assert client.get(f"{API}/me", headers=seeded).status_code == 200
+
+
+# --- characters no column can hold, and JSON that is not JSON (issue 14, items 1 and 11) -------
+
+LONE_SURROGATE = '"\\ud800"'  # JSON text: the escape of a lone surrogate, which Python decodes as is
+SURROGATE_BODIES = {
+    "livechat/department": '{"department": {"name": %s, "email": "e@x", "enabled": true, "showOnRegistration": true}}',
+    "users.create": '{"username": "u", "email": "u@example.com", "name": %s, "password": "pw-1"}',
+    "livechat/users/agent": '{"username": %s}',
+    "users.delete": '{"username": %s}',
+    "livechat/department/{id}/agents": '{"upsert": [{"agentId": %s}], "remove": []}',
+    "livechat/department/{id}": '{"department": {"description": %s}}',
+}
+SURROGATE_ERROR = "Invalid input: unpaired UTF-16 surrogates (\\ud800-\\udfff) are not allowed"
+
+
+def refused_once(caplog, response, error: str) -> None:
+    """400 with the Rocket.Chat-style body, logged as one INFO line and no error."""
+    assert response.status_code == 400, response.get_data()
+    assert response.json == {"success": False, "error": error}
+    assert [r.levelname for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert [r.getMessage()[:40] for r in caplog.records if r.name == "request_input"] == [f"request refused: {error}"[:40]]
+
+
+def test_a_lone_surrogate_in_any_json_string_is_a_400_not_a_500(app, client, seeded, caplog):
+    department = create_department(client, seeded, name="Target")
+    before = dump_tables(app)
+    for path, body in SURROGATE_BODIES.items():
+        method = "PUT" if path == "livechat/department/{id}" else "POST"
+        url = f"{API}/{path.replace('{id}', department['_id'])}"
+        for text in (body % LONE_SURROGATE, body % '"a\\udfffb"'):
+            caplog.clear()
+            with caplog.at_level(logging.INFO):
+                response = client.open(url, method=method, data=text, content_type="application/json", headers=seeded)
+            refused_once(caplog, response, SURROGATE_ERROR)
+    # a pair of surrogate escapes is one real character, and is stored
+    emoji = '{"department": {"name": "\\ud83d\\ude00", "email": "e@x", "enabled": true, "showOnRegistration": true}}'
+    response = client.post(f"{API}/livechat/department", data=emoji, content_type="application/json", headers=seeded)
+    assert response.status_code == 200 and response.json["department"]["name"] == "\U0001f600"
+    after = dump_tables(app)
+    assert {k: v for k, v in after.items() if k not in ("departments", "department_changes", "data_version")} == {
+        k: v for k, v in before.items() if k not in ("departments", "department_changes", "data_version")
+    }
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "selector=" + quote('{"term": "\\ud800"}'),
+        "selector=" + quote('{"conditions": {"_id": {"$in": ["\\udc00"]}}}'),
+    ],
+)
+def test_a_lone_surrogate_in_a_json_query_parameter_is_a_400(client, seeded, caplog, query):
+    with caplog.at_level(logging.INFO):
+        response = client.get(f"{API}/livechat/department.autocomplete?{query}", headers=seeded)
+    assert response.status_code == 400
+    assert response.json == {"success": False, "error": SURROGATE_ERROR}
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize("query", ["text=%ff", "text=%ed%a0%80", "text=%c3", "%e9t%e9=1", "username=caf%e9"])
+def test_a_query_string_that_is_not_utf8_is_a_400(client, seeded, caplog, query):
+    path = "users.info" if query.startswith("username") else "livechat/department"
+    with caplog.at_level(logging.INFO):
+        response = client.get(f"{API}/{path}?{query}", headers=seeded)
+    refused_once(caplog, response, "Invalid input: the query string is not valid UTF-8")
+
+
+def test_a_valid_utf8_query_string_is_read(client, seeded):
+    create_department(client, seeded, name="Café")
+    response = client.get(f"{API}/livechat/department?text=caf%C3%A9", headers=seeded)
+    assert response.status_code == 200 and [d["name"] for d in response.json["departments"]] == ["Café"]
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_bare_nan_and_infinity_are_malformed_json(app, client, seeded, constant):
+    before = dump_tables(app)
+    department = f'{{"department": {{"name": "n", "email": "e@x", "enabled": true, "showOnRegistration": true, "x": {constant}}}}}'
+    named = f'{{"department": {{"name": {constant}, "email": "e@x", "enabled": true, "showOnRegistration": true}}}}'
+    for body in (department, named):
+        response = client.post(f"{API}/livechat/department", data=body, content_type="application/json", headers=seeded)
+        assert response.status_code == 400
+        assert response.json == {"success": False, "error": "Malformed JSON body"}
+    assert dump_tables(app) == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -49,16 +50,31 @@ def test_at_most_1000_agents_per_request(client, auth):
     assert response.json == {"success": False, "error": "Match error: Too many agents in one request (at most 1000)"}
 
 
-def raw_request(base: str, head: str) -> str:
-    """Send a hand-made request head; return the status line."""
+def raw_request(base: str, head: str) -> tuple[str, dict[str, str], bytes]:
+    """Send a hand-made request head; return the status line, the headers and the body."""
     host, port = base.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(head.encode())
-        return sock.makefile("rb").readline().decode().strip()
+        reply = sock.makefile("rb")
+        status = reply.readline().decode().strip()
+        headers = {}
+        while (line := reply.readline().decode().strip()):
+            name, _, value = line.partition(":")
+            headers[name.lower()] = value.strip()
+        return status, headers, reply.read(int(headers.get("content-length", 0)))
+
+
+def assert_json_refusal(status: int, reason: str, response: tuple[str, dict[str, str], bytes]) -> None:
+    """gunicorn's own refusal, answered like the app's (security.json_error_page)."""
+    status_line, headers, body = response
+    assert status_line == f"HTTP/1.1 {status} {reason}"
+    assert headers["content-type"] == "application/json"
+    assert headers["x-content-type-options"] == "nosniff" and headers["cache-control"] == "no-store"
+    assert json.loads(body) == {"success": False, "error": reason}
 
 
 @pytest.mark.e2e
-def test_gunicorn_refuses_oversized_request_heads(empty_database_url, tmp_path):
+def test_gunicorn_refuses_oversized_request_heads_in_json(empty_database_url, tmp_path):
     server = Server(server_url(empty_database_url), tmp_path / "gunicorn.log", "e2e-limits-pass")
     server.env.update(MAX_HEADER_BYTES="2048", MAX_HEADER_FIELDS="20")
     with server:
@@ -66,12 +82,14 @@ def test_gunicorn_refuses_oversized_request_heads(empty_database_url, tmp_path):
         assert requests.get(info, headers={"X-Note": "a" * 1500}, timeout=10).status_code == 200
         too_big = requests.get(info, headers={"X-Note": "a" * 3000}, timeout=10)
         assert too_big.status_code == 431  # Request Header Fields Too Large
+        assert too_big.json() == {"success": False, "error": "Request Header Fields Too Large"}
         too_many = requests.get(info, headers={f"X-N{i}": "1" for i in range(25)}, timeout=10)
-        assert too_many.status_code == 431
+        assert too_many.status_code == 431 and too_many.headers["Content-Type"] == "application/json"
         # the request line: the default 8190 bytes, gunicorn's ceiling
         assert requests.get(info + "?q=" + "a" * 7000, timeout=10).status_code == 200
-        assert raw_request(server.base, f"GET /api/info?q={'a' * 9000} HTTP/1.1\r\nHost: x\r\n\r\n").startswith(
-            "HTTP/1.1 414"
-        )
-        # and the server is fine afterwards
+        long_line = raw_request(server.base, f"GET /api/info?q={'a' * 9000} HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert_json_refusal(414, "URI Too Long", long_line)
+        assert_json_refusal(400, "Bad Request", raw_request(server.base, "GET /api/info HTTP/9.9\r\nHost: x\r\n\r\n"))
+        # and the server is fine afterwards, with nothing logged as an error
         assert requests.get(info, timeout=10).status_code == 200
+    assert "Traceback" not in server.output()

@@ -1,9 +1,12 @@
-"""Login throttling (README "Login throttling"): failed logins per username/email and per client
-address, counted in the database so every gunicorn worker shares them.
+"""Login throttling (README "Login throttling"): failed logins per client address and per account,
+counted in the database so every gunicorn worker shares them.
 
-Figures with the defaults (LOGIN_MAX_FAILURES=10, LOGIN_FAILURE_WINDOW_SECONDS=300): failures 1–10
-answer 401, the 11th attempt (even with the right password) answers 429 with `Retry-After: 300`,
-which counts down with the clock; when the window has passed, logins are checked again.
+Figures with the defaults (LOGIN_MAX_FAILURES=10, LOGIN_ACCOUNT_MAX_FAILURES=100,
+LOGIN_FAILURE_WINDOW_SECONDS=300): from one address, failures 1–10 answer 401 and the 11th attempt
+(even with the right password) answers 429 with `Retry-After: 300`, which counts down with the
+clock; other addresses are not stopped by it. An account is stopped for every address only after
+100 failures in the window, i.e. from at least 10 addresses. When the window has passed, logins
+are checked again.
 """
 
 from __future__ import annotations
@@ -112,7 +115,7 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_counted(make_app, clock
 
 
 def test_a_successful_login_resets_the_users_counter(make_app, clock):
-    client = make_app(LOGIN_MAX_FAILURES=3).test_client()
+    client = make_app(LOGIN_MAX_FAILURES=3, LOGIN_ACCOUNT_MAX_FAILURES=3).test_client()
     # distinct addresses, so only the username's counter moves
     assert [attempt(client, "admin", address=f"10.1.0.{i}").status_code for i in range(2)] == [401, 401]
     assert attempt(client, "admin", ADMIN_PASSWORD, address="10.1.0.9").status_code == 200
@@ -120,13 +123,44 @@ def test_a_successful_login_resets_the_users_counter(make_app, clock):
     assert after == [401, 401, 401, 429]  # three fresh failures allowed again
 
 
-def test_usernames_are_counted_case_insensitively_and_emails_separately(make_app, clock):
-    client = make_app(LOGIN_MAX_FAILURES=3).test_client()
-    for i, name in enumerate(("admin", "ADMIN", "Admin")):
+def test_usernames_and_emails_are_one_identity_whatever_their_case(make_app, clock):
+    client = make_app(LOGIN_MAX_FAILURES=3, LOGIN_ACCOUNT_MAX_FAILURES=4).test_client()
+    for i, name in enumerate(("admin", "ADMIN", "admin@example.com", "Admin@Example.COM")):
         assert attempt(client, name, address=f"10.2.0.{i}").status_code == 401
-    assert attempt(client, "admin", ADMIN_PASSWORD, address="10.2.0.9").status_code == 429
-    # the email is another name for the account, with a counter of its own (no account probing)
-    assert attempt(client, "admin@example.com", ADMIN_PASSWORD, address="10.2.0.9").status_code == 200
+    # four failures of one account, under four spellings: its cap is reached, from anywhere
+    assert attempt(client, "admin@example.com", ADMIN_PASSWORD, address="10.2.0.9").status_code == 429
+    assert attempt(client, "aDmIn", ADMIN_PASSWORD, address="10.2.0.10").status_code == 429
+
+
+def test_the_right_password_from_a_clean_address_logs_in_while_others_hammer_the_account(make_app, clock):
+    """Issue 14 item 4: an attacker's failures stop the attacker's addresses, not the account."""
+    client = make_app().test_client()  # the default figures
+    for address in ("203.0.113.1", "203.0.113.2", "203.0.113.3"):
+        statuses = [attempt(client, "admin", address=address).status_code for _ in range(12)]
+        assert statuses == [401] * 10 + [429] * 2  # each address is stopped after 10 failures
+        assert attempt(client, "admin", ADMIN_PASSWORD, address=address).status_code == 429
+    assert attempt(client, "admin", ADMIN_PASSWORD, address="198.51.100.7").status_code == 200
+    # the attack goes on: the account's counter was cleared by the login, the addresses' were not
+    assert attempt(client, "admin", address="203.0.113.1").status_code == 429
+    assert attempt(client, "admin", ADMIN_PASSWORD, address="198.51.100.7").status_code == 200
+
+
+def test_a_distributed_attack_is_capped_per_account(make_app, clock):
+    client = make_app().test_client()
+    for i in range(10):  # 10 addresses x 10 failures: the default per-account cap of 100
+        assert {attempt(client, "admin", address=f"203.0.113.{i}").status_code for _ in range(10)} == {401}
+    blocked = attempt(client, "admin", ADMIN_PASSWORD, address="198.51.100.7")
+    assert blocked.status_code == 429 and blocked.headers["Retry-After"] == "300"
+    assert attempt(client, "ghost", address="198.51.100.7").status_code == 401  # other accounts are not stopped
+    clock.advance(seconds=300)
+    assert attempt(client, "admin", ADMIN_PASSWORD, address="198.51.100.7").status_code == 200
+
+
+def test_an_ipv6_client_is_counted_by_its_64_network(make_app, clock):
+    client = make_app(LOGIN_MAX_FAILURES=3).test_client()
+    answers = [attempt(client, f"user{i}", address=f"2001:db8:1:2::{i + 1:x}").status_code for i in range(4)]
+    assert answers == [401, 401, 401, 429]  # four hosts of one /64: one client
+    assert attempt(client, "admin", ADMIN_PASSWORD, address="2001:db8:1:3::1").status_code == 200
 
 
 def test_counters_are_shared_by_every_worker_and_survive_a_restart(make_app, clock):
@@ -154,7 +188,7 @@ def test_failures_are_stored_without_touching_the_data_version(make_app, clock):
     assert version() == before
     with engine.connect() as conn:
         rows = {key: failures for key, failures in conn.execute(sa.text("SELECT key, failures FROM login_failures"))}
-    assert rows == {"user:ghost": 3, "ip:10.3.0.1": 3}
+    assert rows == {"name:ghost": 3, "ip:10.3.0.1": 3}
 
 
 def test_stale_counters_are_dropped(make_app, clock):
@@ -166,7 +200,7 @@ def test_stale_counters_are_dropped(make_app, clock):
     attempt(client, "late", address="10.4.0.2")
     with app.extensions["db.engine"].connect() as conn:
         keys = set(conn.execute(sa.text("SELECT key FROM login_failures")).scalars())
-    assert keys == {"user:late", "ip:10.4.0.2"}
+    assert keys == {"name:late", "ip:10.4.0.2"}
 
 
 def test_resume_logins_and_bad_bodies_are_not_counted(make_app, clock):
@@ -175,3 +209,22 @@ def test_resume_logins_and_bad_bodies_are_not_counted(make_app, clock):
         assert client.post(LOGIN, json={"resume": "not-a-token"}).status_code == 401
         assert client.post(LOGIN, json={"password": "x"}).status_code == 401  # no user named
     assert attempt(client, "admin", ADMIN_PASSWORD).status_code == 200
+
+
+def test_a_login_body_with_unstorable_characters_is_400_and_counted(make_app, clock, caplog):
+    client = make_app(LOGIN_MAX_FAILURES=3).test_client()
+    body = '{"user": "\\ud800", "password": "x"}'
+    answers = [
+        client.post(LOGIN, data=body, content_type="application/json", environ_base={"REMOTE_ADDR": "10.5.0.1"})
+        for _ in range(4)
+    ]
+    assert [a.status_code for a in answers] == [400, 400, 400, 429]
+    assert answers[0].json == {
+        "success": False, "error": "Invalid input: unpaired UTF-16 surrogates (\\ud800-\\udfff) are not allowed"
+    }
+    # the address is stopped for real logins too, and nothing was logged as an error
+    assert attempt(client, "admin", ADMIN_PASSWORD, address="10.5.0.1").status_code == 429
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
+    nul = '{"user": "admin", "password": "a\\u0000"}'
+    response = client.post(LOGIN, data=nul, content_type="application/json", environ_base={"REMOTE_ADDR": "10.5.0.2"})
+    assert response.status_code == 400

@@ -101,9 +101,8 @@ def fresh_app(template: Any, directory: Path) -> Iterator[Flask]:
     app = create_app(
         {"TESTING": True, "DATABASE_URL": template.fresh_url(directory), "ADMIN_PASS": ADMIN_PASSWORD, **CHEAP_HASHING}
     )
-    with app.app_context():
-        with app.extensions["db.sessionmaker"]() as session:
-            account_service.bootstrap_admin(session, "admin", ADMIN_PASSWORD, "admin@example.com")
+    with app.app_context(), app.extensions["db.sessionmaker"]() as session:
+        account_service.bootstrap_admin(session, "admin", ADMIN_PASSWORD, "admin@example.com")
     try:
         yield app
     finally:
@@ -502,3 +501,29 @@ def test_import_without_hashes_into_a_fresh_database(app, client, auth, runner, 
         result = fresh_runner.invoke(args=["set-password", "agent1", "--password-stdin"], input="new-one\n")
         assert result.exit_code == 0, result.output
         assert fresh_client.post(f"{API}/login", json={"user": "agent1", "password": "new-one"}).status_code == 200
+
+
+def test_import_matches_usernames_and_emails_regardless_of_case(app, client, auth, runner, template, tmp_path):
+    """Usernames and emails are unique regardless of case (migration 0010): an incoming "ADMIN"
+    takes the place of a local "admin", and a file holding "Bob" and "bob" is refused."""
+    auth.create_user("bob")
+    path = tmp_path / "export.json"
+    document = export(runner, path, "--with-password-hashes")
+    db.dispose(app)
+    for user in document["users"]:
+        user["username"] = user["username"].upper()
+        user["email"] = user["email"].upper()
+    path.write_text(json.dumps(document))
+    with fresh_app(template, tmp_path / "fresh") as fresh:
+        result = invoke_import(fresh.test_cli_runner(), path)
+        assert result.exit_code == 0, result.output
+        assert "local users replaced" in result.output and "'admin' (local id" in result.output
+        usernames = [u["username"] for u in fresh.test_client().get(f"{API}/users.list", headers=Auth(fresh.test_client()).admin).json["users"]]
+        assert sorted(usernames) == ["ADMIN", "BOB"]
+
+    clash = dict(document, users=[*document["users"], {**document["users"][-1], "id": "another-id", "username": "bob"}])
+    path.write_text(json.dumps(clash))
+    with fresh_app(template, tmp_path / "fresh2") as fresh:
+        result = invoke_import(fresh.test_cli_runner(), path)
+        assert result.exit_code != 0
+        assert "users: username 'bob' appears 2 times" in result.output

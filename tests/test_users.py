@@ -67,6 +67,15 @@ def test_duplicate_username_is_a_meteor_error(client, auth):
     }
 
 
+def test_a_username_differing_only_by_case_is_taken(client, auth):
+    auth.create_user("admin2")
+    response = client.post(f"{API}/users.create", json=new_user_body("ADMIN2"), headers=auth.admin)
+    assert response.status_code == 400
+    assert response.json["error"] == "ADMIN2 is already in use :( [error-field-unavailable]"
+    response = client.post(f"{API}/users.create", json={**new_user_body("Admin"), "email": "x@example.com"}, headers=auth.admin)
+    assert response.json["error"] == "Admin is already in use :( [error-field-unavailable]"
+
+
 def test_duplicate_email_is_a_meteor_error_whatever_its_case(client, auth):
     auth.create_user("bob")
     response = client.post(
@@ -75,6 +84,23 @@ def test_duplicate_email_is_a_meteor_error_whatever_its_case(client, auth):
     assert response.status_code == 400
     assert response.json["error"] == "bob@example.com is already in use :( [error-field-unavailable]"
     assert response.json["errorType"] == "error-field-unavailable"
+
+
+def test_create_user_with_an_invalid_email_is_refused(client, auth):
+    for email in ("notanemail", "a@b", "a@b.c", "@example.com", "a@@example.com", "a@example.c0m"):
+        response = client.post(f"{API}/users.create", json={**new_user_body("eve"), "email": email}, headers=auth.admin)
+        assert response.status_code == 400, email
+        assert response.json == {
+            "success": False,
+            "error": f"Invalid email {email} [error-invalid-email]",
+            "errorType": "error-invalid-email",
+            "details": {"function": "RocketChat.validateEmailDomain", "email": email},
+        }
+    assert client.get(f"{API}/users.info?username=eve", headers=auth.admin).status_code == 400
+    for email in ("eve@example.com", "e.v+e@mail.example.org", " eve2@example.io "):
+        name = email.strip().split("@")[0].replace("+", "")
+        response = client.post(f"{API}/users.create", json={**new_user_body(name), "email": email}, headers=auth.admin)
+        assert response.status_code == 200, (email, response.json)
 
 
 def test_create_user_validates_like_ajv(client, auth):
@@ -140,6 +166,25 @@ def test_user_info_by_id_or_username(client, auth):
         assert response.json["user"]["_id"] == bob["_id"]
         assert response.json["user"]["username"] == "bob"
         assert "password" not in str(response.json).lower()
+
+
+def test_user_info_shows_emails_and_roles_only_to_oneself_or_with_full_info(client, auth):
+    """Issue 14 item 6: Rocket.Chat's getFullUserData default fields for other users."""
+    bob = auth.create_user("bob", roles=["livechat-agent", "user"])
+    plain = auth.user_headers("plain")
+    other = client.get(f"{API}/users.info", query_string={"username": "bob"}, headers=plain).json["user"]
+    assert other == {"_id": bob["_id"], "username": "bob", "name": "bob", "status": "offline",
+                     "active": True, "type": "user"}
+    own = client.get(f"{API}/users.info", query_string={"username": "plain"}, headers=plain).json["user"]
+    assert own["emails"] == [{"address": "plain@example.com", "verified": False}] and own["roles"] == ["user"]
+    full = client.get(f"{API}/users.info", query_string={"userId": bob["_id"]}, headers=auth.admin).json["user"]
+    assert full["emails"][0]["address"] == "bob@example.com" and full["roles"] == ["livechat-agent", "user"]
+    # the permission decides, not the admin role
+    set_permission(client, auth.admin, "view-full-other-user-info", ["user"])
+    assert "emails" in client.get(f"{API}/users.info", query_string={"username": "bob"}, headers=plain).json["user"]
+    set_permission(client, auth.admin, "view-full-other-user-info", [])
+    shown = client.get(f"{API}/users.info", query_string={"username": "bob"}, headers=auth.admin).json["user"]
+    assert "emails" not in shown and "roles" not in shown
 
 
 def test_user_info_of_unknown_user_is_400(client, auth):
@@ -313,6 +358,31 @@ def test_add_agent_needs_view_livechat_manager(client, auth):
     assert client.post(f"{API}/livechat/users/agent", json={"username": "bob"}, headers=manager).status_code == 200
 
 
+def test_a_monitor_cannot_make_itself_a_manager_nor_remove_managers(client, auth):
+    """Issue 14 item 5: monitors hold view-livechat-manager but not manage-livechat-managers."""
+    boss = auth.create_user("boss", roles=["livechat-manager"])
+    monitor = auth.user_headers("watcher", roles=["livechat-monitor"])
+    response = client.post(f"{API}/livechat/users/manager", json={"username": "watcher"}, headers=monitor)
+    assert response.status_code == 403 and response.json == FORBIDDEN_BODY
+    response = client.delete(f"{API}/livechat/users/manager/{boss['_id']}", headers=monitor)
+    assert response.status_code == 403 and response.json == FORBIDDEN_BODY
+    roles = {u["username"]: u["roles"] for u in client.get(f"{API}/users.list", headers=auth.admin).json["users"]}
+    assert roles["watcher"] == ["livechat-monitor"] and roles["boss"] == ["livechat-manager"]
+    # agents are the monitors' to manage (manage-livechat-agents), until that permission is taken away
+    auth.create_user("bob")
+    assert client.post(f"{API}/livechat/users/agent", json={"username": "bob"}, headers=monitor).status_code == 200
+    set_permission(client, auth.admin, "manage-livechat-agents", ["livechat-manager", "admin"])
+    response = client.post(f"{API}/livechat/users/agent", json={"username": "bob"}, headers=monitor)
+    assert response.status_code == 403 and response.json == FORBIDDEN_BODY
+    bob = client.get(f"{API}/users.info?username=bob", headers=auth.admin).json["user"]
+    assert client.delete(f"{API}/livechat/users/agent/{bob['_id']}", headers=monitor).status_code == 403
+    # managers and admins keep what they could do
+    manager = auth.login("boss", "pass-word-1")
+    assert client.post(f"{API}/livechat/users/manager", json={"username": "bob"}, headers=manager).status_code == 200
+    assert client.delete(f"{API}/livechat/users/agent/{bob['_id']}", headers=manager).status_code == 200
+    assert client.delete(f"{API}/livechat/users/manager/{bob['_id']}", headers=auth.admin).status_code == 200
+
+
 def test_list_agents_paginated_and_filtered(client, auth):
     for username, name in (("bob", "Bob Builder"), ("carol", "Carol Singer"), ("dave", "Dave Diver")):
         client.post(f"{API}/users.create", json={**new_user_body(username), "name": name}, headers=auth.admin)
@@ -379,6 +449,36 @@ def test_list_users_errors(client, auth):
         assert response.status_code == 403, (user_type, response.json)
         assert response.json == {"success": False, "error": "unauthorized"}
     assert client.get(f"{API}/livechat/users/agent", headers=agent).status_code == 200
+
+
+def test_show_idle_agents_false_leaves_out_offline_agents_but_not_bots(app, client, auth):
+    """Rocket.Chat's "should return only online agents when showIdleAgents is false" (issue 14 item 8)."""
+    statuses = {"on": "online", "busy": "busy", "gone": "offline", "robot": "offline"}
+    for username in statuses:
+        auth.create_user(username)
+        make_agent(client, auth.admin, username)
+    with app.extensions["db.engine"].begin() as conn:
+        for username, status in statuses.items():
+            conn.execute(sa.text("UPDATE users SET status = :s WHERE username = :u"), {"s": status, "u": username})
+        conn.execute(sa.text("INSERT INTO roles (id, description) VALUES ('bot', 'Bot')"))
+        conn.execute(sa.text("INSERT INTO user_roles (user_id, role_id) SELECT id, 'bot' FROM users WHERE username = 'robot'"))
+        conn.execute(sa.text("UPDATE data_version SET version = version + 1"))  # a hand edit: tell the caches
+
+    try:
+        def listed(query):
+            body = client.get(f"{API}/livechat/users/agent?{query}", headers=auth.admin).json
+            return sorted(user["username"] for user in body["users"]), body["total"]
+
+        assert listed("showIdleAgents=false") == (["busy", "on", "robot"], 3)
+        assert listed("showIdleAgents=true") == (["busy", "gone", "on", "robot"], 4)
+        assert listed("") == (["busy", "gone", "on", "robot"], 4)
+        # managers are listed whatever their status (Rocket.Chat's findManagers ignores it)
+        client.post(f"{API}/livechat/users/manager", json={"username": "gone"}, headers=auth.admin)
+        assert "gone" in [u["username"] for u in client.get(f"{API}/livechat/users/manager?showIdleAgents=false", headers=auth.admin).json["users"]]
+    finally:  # roles are not reset between tests (conftest.DATA_TABLES)
+        with app.extensions["db.engine"].begin() as conn:
+            conn.execute(sa.text("DELETE FROM user_roles WHERE role_id = 'bot'"))
+            conn.execute(sa.text("DELETE FROM roles WHERE id = 'bot'"))
 
 
 def test_get_one_agent(client, auth):
