@@ -235,54 +235,54 @@ class VersionReader:
     """Reads the committed version counters on a connection of its own, in autocommit mode.
 
     This is the one query of a request served from the caches, so it skips the ORM and the
-    pool: one plain DBAPI connection per thread, replaced when it fails (database restart).
-    Read before any cached data, it can only be older than that data, never newer.
+    pool: one plain DBAPI connection per process, shared by its threads under a lock (the read
+    takes microseconds), replaced when it fails (database restart). Read before any cached
+    data, it can only be older than that data, never newer.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.local = threading.local()
-        self.opened: list[Any] = []  # every thread's connection, so close() reaches them all
+        self.lock = threading.Lock()
+        self.connection: Any = None
 
     def read(self) -> dict[int, int]:
-        for attempt in (1, 2):
-            connection = getattr(self.local, "connection", None)
-            try:
-                if connection is None:
-                    connection = self.local.connection = self._connect()
-                if hasattr(connection, "pgconn"):
-                    rows = _libpq_rows(connection.pgconn)
-                else:
-                    rows = connection.execute(VERSION_QUERY).fetchall()
-                return {int(counter): int(version) for counter, version in rows}
-            except Exception as error:
-                self.local.connection = None
-                if connection is not None:
-                    with contextlib.suppress(Exception):
-                        connection.close()
-                # The database went away (a restart?): the pooled connections went with it.
-                self.engine.dispose()
-                if attempt == 2:
-                    log.error("database unavailable: %s", error)
-                    raise ApiError.unavailable() from error
-        raise AssertionError("unreachable")
+        with self.lock:
+            for attempt in (1, 2):
+                try:
+                    if self.connection is None:
+                        self.connection = self._connect()
+                    if hasattr(self.connection, "pgconn"):
+                        rows = _libpq_rows(self.connection.pgconn)
+                    else:
+                        rows = self.connection.execute(VERSION_QUERY).fetchall()
+                    return {int(counter): int(version) for counter, version in rows}
+                except Exception as error:
+                    self._close()
+                    # The database went away (a restart?): the pooled connections went with it.
+                    self.engine.dispose()
+                    if attempt == 2:
+                        log.error("database unavailable: %s", error)
+                        raise ApiError.unavailable() from error
+            raise AssertionError("unreachable")
 
     def _connect(self) -> Any:
         pooled = self.engine.raw_connection()
-        pooled.detach()  # ours for the thread's life, not the pool's
+        pooled.detach()  # ours for the process's life, not the pool's
         connection = pooled.dbapi_connection
-        self.opened.append(connection)
         if not is_sqlite(self.engine):  # SQLite's isolation_level None already autocommits
             connection.autocommit = True
             _check(connection.pgconn.prepare(VERSION_STATEMENT, VERSION_QUERY.encode()), psycopg.pq.ExecStatus.COMMAND_OK)
         return connection
 
-    def close(self) -> None:
-        for connection in self.opened:
+    def _close(self) -> None:
+        if self.connection is not None:
             with contextlib.suppress(Exception):
-                connection.close()
-        self.opened.clear()
-        self.local = threading.local()
+                self.connection.close()
+            self.connection = None
+
+    def close(self) -> None:
+        with self.lock:
+            self._close()
 
 
 def _libpq_rows(pgconn: Any) -> list[tuple[bytes, ...]]:

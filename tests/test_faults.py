@@ -217,7 +217,7 @@ def _kill_connections_between_two_creates(url: str, which: str) -> None:
             pids = [pooled.dbapi_connection.info.backend_pid]
             pooled.close()
         if which == "all":
-            pids += [connection.info.backend_pid for connection in app.extensions["db.version_reader"].opened]
+            pids.append(app.extensions["db.version_reader"].connection.info.backend_pid)
         with direct.connect() as conn:
             for pid in pids:
                 assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar() is True
