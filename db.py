@@ -288,7 +288,7 @@ class VersionReader:
 def _libpq_rows(pgconn: Any) -> list[tuple[bytes, ...]]:
     """The version read through psycopg's libpq binding itself, without the cursor around it:
     half the CPU of a cursor for the one query every request runs, and prepared, so the server
-    does not parse and plan it each time (README, Performance). Values in text form."""
+    does not parse and plan it each time (docs/performance.md, "The version read"). Values in text form."""
     result = _check(pgconn.exec_prepared(VERSION_STATEMENT, []), psycopg.pq.ExecStatus.TUPLES_OK)
     return [tuple(result.get_value(row, column) for column in range(result.nfields)) for row in range(result.ntuples)]
 

@@ -22,8 +22,8 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Threads, not sync workers: a sync worker is held by one slow client for as long as it trickles its
 # body (two such sockets stalled the service for `timeout`), while a thread of a gthread worker is
 # all it holds. WEB_THREADS threads per worker: with 2 workers, up to 31 slow clients on one of
-# them still leave the other requests served at once (README, "Limits and protections"; the bench
-# cost is in the README's Performance section).
+# them still leave the other requests served at once (docs/security.md, "Slow clients"; the bench
+# cost is in docs/performance.md, "Workers").
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "32"))
 timeout = 30

@@ -38,7 +38,7 @@ def init_app(app: Flask) -> None:
     connection or SQLite's write lock either (a write's session opens with BEGIN IMMEDIATE). The
     turn keeps the work itself as a sync worker did: more requests of one process at once only
     contend for the GIL and SQLite's lock (whose busy handler sleeps up to 100 ms a try), which
-    the bench measured as a p99 of ~900 ms in the mixed workload against ~40 ms (README, Performance).
+    the bench measured as a p99 of ~900 ms in the mixed workload against ~40 ms (docs/performance.md, "Workers").
     """
     turns = threading.BoundedSemaphore(app.config["REQUESTS_PER_WORKER"])
 

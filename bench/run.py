@@ -577,7 +577,7 @@ def verify_identical(service_port: int, ceiling_port: int, auth: dict[str, str],
 
 def mode_ratios(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, Any]:
     log(f"== ratios: {args.departments} departments on {'PostgreSQL' if args.database_url else 'SQLite'}, "
-        f"{args.workers} sync workers, wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} rounds ==")
+        f"{args.workers} workers, wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} rounds ==")
     database = BenchDatabase(args.database_url, workdir, "ratios")
     service = ceiling = None
     failures: list[str] = []
@@ -690,7 +690,7 @@ def growth_targets(info: SeedInfo) -> tuple[dict[str, str], dict[str, list[str]]
 
 
 def mode_growth(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, Any]:
-    log(f"== growth: sizes {args.sizes} on {'PostgreSQL' if args.database_url else 'SQLite'}, {args.workers} sync workers, "
+    log(f"== growth: sizes {args.sizes} on {'PostgreSQL' if args.database_url else 'SQLite'}, {args.workers} workers, "
         f"wrk -t1 -c{args.growth_connections} -d{args.duration}s per query and variant ==")
     out: dict[str, Any] = {}
     failures: list[str] = []

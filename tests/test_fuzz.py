@@ -5,8 +5,8 @@ What must hold for every generated request, valid or not:
 - `not_a_server_error`: never a 5xx;
 - `status_code_conformance`: only the statuses the operation documents (200 and its 4xx);
 - `content_type_conformance` and `response_schema_conformance`: bodies shaped as documented.
-Every operation gets positive (schema-valid) and negative data, seeded and bounded; the README's
-"Fuzzing" section has the longer run. The auth headers are the admin's.
+Every operation gets positive (schema-valid) and negative data, seeded and bounded; CONTRIBUTING.md
+("Fuzzing and property tests") has the longer run. The auth headers are the admin's.
 `POST/GET /api/v1/logout` are left out: they would end the session the run uses.
 """
 
@@ -35,7 +35,7 @@ from servers import Server, login
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 SEED = 20261125
-# Examples per operation and kind of data; FUZZ_EXAMPLES=200 for a longer run (README, "Fuzzing").
+# Examples per operation and kind of data; FUZZ_EXAMPLES=200 for a longer run (CONTRIBUTING.md, "Fuzzing and property tests").
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 FUZZ_SETTINGS = settings(
     max_examples=MAX_EXAMPLES,

@@ -1,4 +1,4 @@
-"""Login throttling (README "Login throttling"): failed logins per client address and per account,
+"""Login throttling (docs/security.md, "Login throttling"): failed logins per client address and per account,
 counted in the database so every gunicorn worker shares them.
 
 Figures with the defaults (LOGIN_MAX_FAILURES=10, LOGIN_ACCOUNT_MAX_FAILURES=100,

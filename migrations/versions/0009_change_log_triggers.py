@@ -12,7 +12,7 @@ department or its agent links, whoever writes (the service, the CLI, sqlite3/psq
 - `tx` groups the rows of one transaction: PostgreSQL's transaction id; on SQLite the id the
   service writes into `write_context` with its actor (db.py), NULL for a hand edit.
 - `name_folded` becomes nullable: a writer that changes `name` without it (a hand edit) leaves
-  it NULL, and searches fold such names themselves (department_service.FOLDED_NAME).
+  it NULL, and searches fold such names themselves (department_service.folded_name).
 
 A migration that adds a column to `departments` or `department_agents` must recreate the SQLite
 triggers with the new column list (PostgreSQL's take the whole row).
