@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -77,9 +77,12 @@ class CompiledDumpSchema(OmitNoneSchema):
 
     def dump(self, obj: Any, *, many: bool | None = None) -> Any:  # type: ignore[override]
         plan = self.__dict__.get("_plan") or self._compile()
-        if many if many is not None else self.many:
-            return [self._dump_one(plan, item) for item in obj]
-        return self._dump_one(plan, obj)
+        if not (many if many is not None else self.many):
+            return self._dump_one(plan, obj)
+        if obj and isinstance(obj[0], Row):  # rows of one result share their columns: index them once
+            indexed = self._indexed(plan, obj[0]._fields)
+            return [self._dump_row(plan, indexed, row) for row in obj]
+        return [self._dump_one(plan, item) for item in obj]
 
     def _compile(self) -> DumpPlan:
         """(wire key, attribute) of every field in order, and the fields that need serialising."""
@@ -94,11 +97,24 @@ class CompiledDumpSchema(OmitNoneSchema):
         return self._plan
 
     def _dump_one(self, plan: DumpPlan, obj: Any) -> dict[str, Any]:
-        keys, serialized = plan
-        # A Core row is read as a dict of its columns: 20x cheaper than getattr or its _mapping.
-        get = dict(zip(obj._fields, obj)).get if isinstance(obj, Row) else lambda attribute: getattr(obj, attribute, None)
-        data = {key: value for key, attribute in keys if (value := get(attribute)) is not None}
-        for key, attribute, field in serialized:  # in place: the key keeps its position
+        if isinstance(obj, Row):
+            return self._dump_row(plan, self._indexed(plan, obj._fields), obj)
+        data = {key: value for key, attribute in plan[0] if (value := getattr(obj, attribute, None)) is not None}
+        return self._serialize_in_place(plan, data, obj)
+
+    @staticmethod
+    def _indexed(plan: DumpPlan, columns: Sequence[str]) -> list[tuple[str, int]]:
+        """(wire key, column position) of the plan's attributes that the row has."""
+        position = {column: index for index, column in enumerate(columns)}
+        return [(key, position[attribute]) for key, attribute in plan[0] if attribute in position]
+
+    def _dump_row(self, plan: DumpPlan, indexed: list[tuple[str, int]], row: Row[Any]) -> dict[str, Any]:
+        # A Core row read by position: far cheaper than getattr or its _mapping.
+        data = {key: value for key, index in indexed if (value := row[index]) is not None}
+        return self._serialize_in_place(plan, data, row)
+
+    def _serialize_in_place(self, plan: DumpPlan, data: dict[str, Any], obj: Any) -> dict[str, Any]:
+        for key, attribute, field in plan[1]:  # in place: the key keeps its position
             if key in data:
                 data[key] = field._serialize(data[key], attribute, obj)
         return self.finish(data, obj)
