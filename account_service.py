@@ -172,7 +172,9 @@ def _caller_statement(dialect_name: str) -> Select[Any]:
     )
 
 
-def authenticated_caller(session: Session, user_id: str, token: str, ttl: timedelta | None = None) -> Authenticated | None:
+def authenticated_caller(
+    session: Session, user_id: str, token: str, ttl: timedelta | None = None
+) -> Authenticated | None:
     """The active user owning this `X-User-Id` + `X-Auth-Token` pair, if the token exists and
     has not expired. Callers that keep the answer (cache.py) must compare its expiry with the
     clock each time they use it."""
@@ -270,7 +272,9 @@ def _record_failure(session: Session, keys: list[str], throttle: LoginThrottle, 
                 index_elements=[LoginFailure.key],
                 set_={
                     "failures": case((ended, 1), else_=LoginFailure.failures + 1),
-                    "window_start": case((ended, literal(at, LoginFailure.window_start.type)), else_=LoginFailure.window_start),
+                    "window_start": case(
+                        (ended, literal(at, LoginFailure.window_start.type)), else_=LoginFailure.window_start
+                    ),
                 },
             )
         )
@@ -410,7 +414,9 @@ def create_user(session: Session, data: dict[str, Any]) -> User:
     """users.create: unique username and email, roles that exist, password hashed."""
     username, email = data["username"], data["email"].lower()
     if taken(session, "username", username):
-        raise ApiError.meteor("error-field-unavailable", f"{username} is already in use :(", method="insertOrUpdateUser")
+        raise ApiError.meteor(
+            "error-field-unavailable", f"{username} is already in use :(", method="insertOrUpdateUser"
+        )
     if taken(session, "email", email):
         raise ApiError.meteor("error-field-unavailable", f"{email} is already in use :(", method="insertOrUpdateUser")
     roles = data.get("roles") or ["user"]
@@ -514,7 +520,9 @@ def list_role_members(
         query = query.where(User.status_livechat == "available")
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     columns = {"name": User.name, "username": User.username, "_id": User.id, "status": User.status}
-    order = [columns[field].desc() if direction < 0 else columns[field] for field, direction in sort if field in columns]
+    order = [
+        columns[field].desc() if direction < 0 else columns[field] for field, direction in sort if field in columns
+    ]
     query = query.order_by(*order, User.id).offset(offset)
     if count is not None:
         query = query.limit(count)

@@ -486,7 +486,8 @@ def apply_sections(
     touched = _replace_conflicting_users(session, users, report)
     user_names = {row["id"]: row["username"] for row in users}
     department_enabled = {row["id"]: row["enabled"] for row in departments}
-    user_names.update(lookup_values(session, User.id, User.username, {row["agent_id"] for row in links} - set(user_names)))
+    unnamed = {row["agent_id"] for row in links} - set(user_names)
+    user_names.update(lookup_values(session, User.id, User.username, unnamed))
     linked_departments = {row["department_id"] for row in links} - set(department_enabled)
     department_enabled.update(lookup_values(session, Department.id, Department.enabled, linked_departments))
     for row in links:

@@ -202,12 +202,15 @@ class DatabaseCollector:
         session = db.session()
         states = {"enabled": 0, "disabled": 0, "archived": 0}
         rows = session.execute(
-            select(Department.enabled, Department.archived, func.count()).group_by(Department.enabled, Department.archived)
+            select(Department.enabled, Department.archived, func.count())
+            .group_by(Department.enabled, Department.archived)
         )
         for enabled, archived, count in rows:
             states["archived" if archived else "enabled" if enabled else "disabled"] += count
         departments = GaugeMetricFamily(
-            "livechat_departments", "Departments by state (archived ones are counted as archived only)", labels=["state"]
+            "livechat_departments",
+            "Departments by state (archived ones are counted as archived only)",
+            labels=["state"],
         )
         for state, count in states.items():
             departments.add_metric([state], count)

@@ -123,7 +123,8 @@ def list_livechat_users(user_type: str) -> Any:
 @bp.post("/livechat/users/<user_type>")
 @doc(body=LivechatUserAddSchema, response=LivechatUserAddedSchema)
 def add_livechat_user(user_type: str) -> Any:
-    """Give a user the agent or manager role (needs `view-livechat-manager` and `manage-livechat-agents` or `-managers`)."""
+    """Give a user the agent or manager role (needs `view-livechat-manager`, and `manage-livechat-agents`
+    or `manage-livechat-managers` for the type)."""
     data = load(LivechatUserAddSchema, request_body())
     _require_role_management(user_type)
     user = account_service.add_role(db.session(), data["username"], account_service.livechat_role(user_type))

@@ -42,7 +42,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-import run  # bench/run.py: seeding, servers
+import run  # noqa: E402 - bench/run.py: seeding, servers (importable once BENCH is on the path)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [

@@ -95,17 +95,17 @@ def test_concurrent_writes_from_several_processes(app, client, auth, database_ur
 
     # No lost update: every process's last write is there
     permissions = {p["_id"]: p["roles"] for p in client.get(f"{API}/permissions.listAll", headers=admin).json["update"]}
-    for permission, roles in zip(PERMISSIONS, FINAL_ROLES):
+    for permission, roles in zip(PERMISSIONS, FINAL_ROLES, strict=True):
         assert permissions[permission] == roles, permission
     assert permissions["view-user-administration"] == ["admin", "user"]
-    for setting, value in zip(SETTINGS, FINAL_VALUES):
+    for setting, value in zip(SETTINGS, FINAL_VALUES, strict=True):
         assert client.get(f"{API}/settings/{setting}", headers=admin).json["value"] == value, setting
 
     # … and every process saw all of them once the writing was over (no stale cache anywhere)
     for report in reports:
         seen = report["seen"]
-        assert {p: seen["permissions"][p] for p in PERMISSIONS} == dict(zip(PERMISSIONS, FINAL_ROLES))
-        assert seen["settings"] == dict(zip(SETTINGS, FINAL_VALUES))
+        assert {p: seen["permissions"][p] for p in PERMISSIONS} == dict(zip(PERMISSIONS, FINAL_ROLES, strict=True))
+        assert seen["settings"] == dict(zip(SETTINGS, FINAL_VALUES, strict=True))
         assert seen["numAgents"] == PROCESSES * (AGENTS_PER_PROCESS - AGENTS_PER_PROCESS // 2)
         assert seen["plain_users_list"] == 200  # a permission granted in process 0
         assert seen["doomed_me"] == 401  # a token logged out in process 0

@@ -145,7 +145,7 @@ def test_a_read_answered_to_the_admin_is_never_served_to_a_caller_who_may_not_se
     department = create_department(client, auth.admin, agents=[{"agentId": agent["_id"]}])
     denied = {
         principal: expected
-        for principal, expected in zip(PRINCIPALS, MATRIX[endpoint][3])
+        for principal, expected in zip(PRINCIPALS, MATRIX[endpoint][3], strict=True)
         if expected in (F, U) and principal != "agent+add"
     }
     headers: dict[str, dict[str, str]] = {}

@@ -33,7 +33,9 @@ depends_on: Union[str, Sequence[str], None] = None
 
 DATA, AUTH, SETTINGS = 1, 2, 3
 # Tables whose every write moves a counter without a log row (accounts, permissions, settings).
-COUNTED = {"users": AUTH, "user_roles": AUTH, "login_tokens": AUTH, "permissions": AUTH, "roles": AUTH, "settings": SETTINGS}
+COUNTED = {
+    "users": AUTH, "user_roles": AUTH, "login_tokens": AUTH, "permissions": AUTH, "roles": AUTH, "settings": SETTINGS
+}
 # Logged tables: (key column naming the department, subject, columns as of this revision).
 DEPARTMENT_COLUMNS = (
     "id", "name", "name_folded", "email", "enabled", "show_on_registration", "show_on_offline_form", "description",

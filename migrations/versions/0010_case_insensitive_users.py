@@ -65,7 +65,10 @@ def upgrade() -> None:
     for column, name in COLUMNS.items():
         op.execute(f"CREATE UNIQUE INDEX {name} ON users ({_folded(column, sqlite)})")
     permissions = sa.table(
-        "permissions", sa.column("id", sa.String), sa.column("roles", sa.JSON), sa.column("updated_at", sa.DateTime(timezone=True))
+        "permissions",
+        sa.column("id", sa.String),
+        sa.column("roles", sa.JSON),
+        sa.column("updated_at", sa.DateTime(timezone=True)),
     )
     exists = connection.execute(sa.select(permissions.c.id).where(permissions.c.id == PERMISSION[0])).first()
     if exists is None:
