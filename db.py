@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -332,6 +332,25 @@ def session() -> Session:
             sess.info["read_only"] = True
         g.db_session = sess
     return g.db_session
+
+
+@contextlib.contextmanager
+def commit_held() -> Iterator[Connection]:
+    """The request's write transaction, committed once at the end of the block: the code inside
+    runs in a session joined to it whose commits only flush, so the caller can add its own
+    statements on the yielded connection and have them commit with the rest (idempotency.py
+    stores a request's answer in the transaction that made it). An exception commits nothing."""
+    outer = session()
+    connection = outer.connection()
+    inner = current_app.extensions["db.sessionmaker"](bind=connection, join_transaction_mode="rollback_only")
+    g.db_session = inner
+    try:
+        yield connection
+        inner.flush()
+        outer.commit()
+    finally:
+        inner.close()
+        g.db_session = outer
 
 
 def writes(view: Any) -> Any:
