@@ -219,12 +219,16 @@ def record_actor(session: Session, actor: Mapping[str, Any]) -> None:
     """Tell the change log's triggers who writes in `session`'s transaction (models.DepartmentChange
     `actor`; without it they log a hand edit)."""
     connection = session.connection()
-    encoded = json.dumps(dict(actor), separators=(",", ":"))
+    encoded = encoded_actor(actor)
     if is_sqlite(connection.engine):
         connection.execute(SET_WRITE_CONTEXT, {"id": 1, "actor": encoded, "tx": uuid.uuid4().hex})
         session.info["write_context"] = True
     else:
         connection.execute(SET_ACTOR_SETTING, {"actor": encoded})
+
+
+def encoded_actor(actor: Mapping[str, Any]) -> str:
+    return json.dumps(dict(actor), separators=(",", ":"))
 
 
 VERSION_QUERY = "SELECT id, version FROM data_version"

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Response, current_app, request
-from sqlalchemy import BigInteger, Connection, Executable, String, bindparam, cast, delete, func, literal, select, update
+from flask import Response, current_app, g, request
+from sqlalchemy import BigInteger, Connection, Executable, String, bindparam, cast, delete, func, literal, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 import db
@@ -50,7 +50,14 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
         return _once(key, lambda: current_app.make_response(view(*args, **kwargs)))
 
     run.idempotent = True  # type: ignore[attr-defined]
+    run.records_actor = _claim_records_actor  # type: ignore[attr-defined]
     return run
+
+
+def _claim_records_actor() -> bool:
+    """access.authenticate asks: on PostgreSQL the claim statement also sets the change log's actor
+    (db.record_actor's setting), saving that statement's round trip; SQLite's is in-process."""
+    return request.headers.get(HEADER) is not None and not db.is_sqlite(db.engine())
 
 
 def request_key() -> str | None:
@@ -85,7 +92,7 @@ def _once(key: str, answer: Callable[[], Response]) -> Response:
     expires_at = now + timedelta(seconds=current_app.config["IDEMPOTENCY_KEY_TTL_SECONDS"])
     with db.commit_held() as connection:
         _prune_now_and_then(connection, now)
-        params = claim_parameters(caller, key, fingerprint, now, expires_at)
+        params = claim_parameters(caller, key, fingerprint, now, expires_at, g.actor)
         if connection.execute(_claim_statement(connection), params).first() is None:
             return _repeat(connection, caller, key, fingerprint, now)
         response = answer()
@@ -94,9 +101,13 @@ def _once(key: str, answer: Callable[[], Response]) -> Response:
         return response
 
 
-def claim_parameters(caller: str, key: str, fingerprint: str, now: datetime, expires_at: datetime) -> dict[str, Any]:
-    lock = _advisory_lock_id(caller, key)
-    return {"the_caller": caller, "the_key": key, "the_fingerprint": fingerprint, "now": now, "the_expires_at": expires_at, "lock": lock}
+def claim_parameters(
+    caller: str, key: str, fingerprint: str, now: datetime, expires_at: datetime, actor: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "the_caller": caller, "the_key": key, "the_fingerprint": fingerprint, "now": now, "the_expires_at": expires_at,
+        "lock": _advisory_lock_id(caller, key), "actor": db.encoded_actor(actor),
+    }
 
 
 def _repeat(connection: Connection, caller: str, key: str, fingerprint: str, now: datetime) -> Response:
@@ -137,12 +148,14 @@ _VALUES = {
 CLAIM_SQLITE = _claim(sqlite.insert, lambda statement: statement.values(**_VALUES))
 # PostgreSQL: the row is inserted only if the key's advisory lock is free (never waited for),
 # so a repeat arriving while the first request runs finds no row and answers 409, where a plain
-# INSERT would wait on the first one's uncommitted row.
+# INSERT would wait on the first one's uncommitted row. The same statement sets the change log's
+# actor (what db.record_actor does otherwise, _claim_records_actor): one round trip for both.
+_ACTOR = select(func.set_config(db.WRITE_CONTEXT_SETTING, bindparam("actor", type_=String), true()).label("actor")).cte("actor")
 CLAIM_POSTGRESQL = _claim(
     postgresql.insert,
     lambda statement: statement.from_select(
         list(_VALUES),
-        select(*(cast(value, value.type) for value in _VALUES.values())).where(
+        select(*(cast(value, value.type) for value in _VALUES.values())).select_from(_ACTOR).where(
             func.pg_try_advisory_xact_lock(cast(bindparam("lock"), BigInteger))
         ),
     ),

@@ -679,10 +679,41 @@ def current_etag(port: int, target: str, auth: dict[str, str]) -> str:
         conn.close()
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time consumed so far by `pids` (those that still exist)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def backend_pids(database_url: str) -> list[int]:
+    """PostgreSQL: the server processes of the service's connections (`application_name` in the
+    URL names them); SQLite: none (the work is done in the workers)."""
+    url = appdb.normalise_url(database_url)
+    name = url.query.get("application_name")
+    if url.get_backend_name() != "postgresql" or not name:
+        return []
+    engine = sa.create_engine(url.difference_update_query(["application_name"]))
+    try:
+        with engine.connect() as conn:
+            query = sa.text("SELECT pid FROM pg_stat_activity WHERE application_name = :name")
+            return [int(pid) for pid in conn.execute(query, {"name": name}).scalars()]
+    finally:
+        engine.dispose()
+
+
 def mode_etag(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, Any]:
     """Two pairs of workloads on one service, each pair run back to back in alternating order per
     round: GET one answered 200 from the response cache against the same GET revalidated with
-    If-None-Match (304), and creates without against creates with an Idempotency-Key of their own."""
+    If-None-Match (304), and creates without against creates with an Idempotency-Key of their own.
+    Besides requests/s, the CPU time each request cost the workers (and, on PostgreSQL with
+    `application_name` in the URL, the server processes of their connections): on a shared
+    machine it moves far less than throughput does."""
     log(f"== etag: {args.departments} departments on {'PostgreSQL' if args.database_url else 'SQLite'}, "
         f"{args.workers} workers, wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} rounds ==")
     database = BenchDatabase(args.database_url, workdir, "etag")
@@ -705,7 +736,11 @@ def mode_etag(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, An
         def run(target: str, env: dict[str, str], duration: float) -> WrkResult:
             nonlocal runs
             runs += 1  # a fresh name (and key) prefix per wrk run
-            return wrk.run(service.port, target, "etag.lua", duration, auth=auth, env={**env, "BENCH_RUN": str(runs)})
+            pids = service.worker_pids() + backend_pids(database.url)
+            cpu_before = cpu_seconds(pids)
+            result = wrk.run(service.port, target, "etag.lua", duration, auth=auth, env={**env, "BENCH_RUN": str(runs)})
+            result.raw["cpu_ms_per_request"] = (cpu_seconds(pids) - cpu_before) * 1000 / max(1, result.requests)
+            return result
 
         if args.warmup:
             for pair in pairs.values():
@@ -720,7 +755,7 @@ def mode_etag(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, An
                 ratio = got[variant].rps / got[base].rps if got[base].rps else 0.0
                 results[name].append({**got, "ratio": ratio})
                 for label, result in got.items():
-                    log(f"round {rnd + 1} {label:10s} {result.line()}")
+                    log(f"round {rnd + 1} {label:10s} {result.line()}  cpu {result.raw['cpu_ms_per_request']:.3f} ms/req")
                     if result.non2xx or result.socket_errors:
                         failures.append(f"{label} round {rnd + 1}: {result.non2xx} unexpected {result.raw['statuses']}, "
                                         f"{result.socket_errors} socket errors")
@@ -733,10 +768,14 @@ def mode_etag(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, An
                 f"{variant}_rps": statistics.median(r[variant].rps for r in rows),
                 f"{base}_p99_ms": statistics.median(r[base].p99_ms for r in rows),
                 f"{variant}_p99_ms": statistics.median(r[variant].p99_ms for r in rows),
+                f"{base}_cpu_ms": statistics.median(r[base].raw["cpu_ms_per_request"] for r in rows),
+                f"{variant}_cpu_ms": statistics.median(r[variant].raw["cpu_ms_per_request"] for r in rows),
                 "ratio": statistics.median(r["ratio"] for r in rows),
                 "ratios": [round(r["ratio"], 4) for r in rows],
             }
         log("")
+        for name, numbers in summary.items():
+            log(f"{name:7s} " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in numbers.items()))
         for f in failures:
             log(f"FAIL: {f}")
         ratio_line = (f"ratio_304_vs_200={summary['get']['ratio']:.3f} "

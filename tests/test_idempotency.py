@@ -4,6 +4,7 @@ workers and across a restart are in tests/test_etags_gunicorn.py."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -133,7 +134,7 @@ def test_a_repeat_while_the_first_runs_is_409(app, client, auth, backend):
         fingerprint = idempotency._fingerprint()
     now = datetime.now(UTC)
     with app.extensions["db.engine"].connect() as first:
-        params = idempotency.claim_parameters(user_id, "slow", fingerprint, now, now + timedelta(hours=1))
+        params = idempotency.claim_parameters(user_id, "slow", fingerprint, now, now + timedelta(hours=1), {"type": "test"})
         assert first.execute(idempotency.CLAIM_POSTGRESQL, params).first() is not None
         response = client.post(CREATE, json=body, headers={**auth.admin, "Idempotency-Key": "slow"})
         assert response.status_code == 409
@@ -141,3 +142,14 @@ def test_a_repeat_while_the_first_runs_is_409(app, client, auth, backend):
         first.rollback()
     response = client.post(CREATE, json=body, headers={**auth.admin, "Idempotency-Key": "slow"})
     assert response.status_code == 200
+
+
+def test_the_change_log_names_the_writer_of_a_request_with_a_key(app, client, auth):
+    """On PostgreSQL the claim statement sets the change log's actor itself (idempotency.py)."""
+    headers = {**auth.admin, "Idempotency-Key": "logged"}
+    department = client.post(CREATE, json={"department": department_fields(name="Logged")}, headers=headers).json["department"]
+    with app.extensions["db.engine"].connect() as conn:
+        actors = conn.execute(
+            sa.text("SELECT actor FROM department_changes WHERE department_id = :id"), {"id": department["_id"]}
+        ).scalars().all()
+    assert actors and all(json.loads(actor)["userId"] == auth.admin["X-User-Id"] for actor in actors)
