@@ -49,6 +49,9 @@ def config_from_env() -> dict[str, Any]:
         "CORS_ORIGINS": os.environ.get("CORS_ORIGINS", ""),
         "TRUSTED_PROXY_HOPS": _env_int("TRUSTED_PROXY_HOPS", 0),
         "REQUESTS_PER_WORKER": _env_int("REQUESTS_PER_WORKER", 1),
+        # docs/etags-and-idempotency.md
+        "REQUIRE_IF_MATCH": os.environ.get("REQUIRE_IF_MATCH", "off").lower() in ("1", "on", "true", "yes"),
+        "IDEMPOTENCY_KEY_TTL_SECONDS": _env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600),
     }
 
 

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -219,12 +219,16 @@ def record_actor(session: Session, actor: Mapping[str, Any]) -> None:
     """Tell the change log's triggers who writes in `session`'s transaction (models.DepartmentChange
     `actor`; without it they log a hand edit)."""
     connection = session.connection()
-    encoded = json.dumps(dict(actor), separators=(",", ":"))
+    encoded = encoded_actor(actor)
     if is_sqlite(connection.engine):
         connection.execute(SET_WRITE_CONTEXT, {"id": 1, "actor": encoded, "tx": uuid.uuid4().hex})
         session.info["write_context"] = True
     else:
         connection.execute(SET_ACTOR_SETTING, {"actor": encoded})
+
+
+def encoded_actor(actor: Mapping[str, Any]) -> str:
+    return json.dumps(dict(actor), separators=(",", ":"))
 
 
 VERSION_QUERY = "SELECT id, version FROM data_version"
@@ -332,6 +336,25 @@ def session() -> Session:
             sess.info["read_only"] = True
         g.db_session = sess
     return g.db_session
+
+
+@contextlib.contextmanager
+def commit_held() -> Iterator[Connection]:
+    """The request's write transaction, committed once at the end of the block: the code inside
+    runs in a session joined to it whose commits only flush, so the caller can add its own
+    statements on the yielded connection and have them commit with the rest (idempotency.py
+    stores a request's answer in the transaction that made it). An exception commits nothing."""
+    outer = session()
+    connection = outer.connection()
+    inner = current_app.extensions["db.sessionmaker"](bind=connection, join_transaction_mode="rollback_only")
+    g.db_session = inner
+    try:
+        yield connection
+        inner.flush()
+        outer.commit()
+    finally:
+        inner.close()
+        g.db_session = outer
 
 
 def writes(view: Any) -> Any:

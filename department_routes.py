@@ -17,7 +17,9 @@ import department_service as service
 import workspace_service
 from access import current_user, granted, require_all, require_any
 from cache import caches, settings
+from conditional import Representation, if_match_precondition, not_modified
 from errors import ApiError
+from idempotency import idempotent
 from openapi import doc
 from request_input import request_body, request_query
 from schemas import (
@@ -89,11 +91,12 @@ P = TypeVar("P")
 def _cached_read(
     check: Callable[[], None], parse: Callable[[], P], build: Callable[[P], dict[str, Any]], *, parse_first: bool = False
 ) -> Response:
-    """A read's JSON, kept in the response cache (cache.py) under _response_key.
+    """A read's JSON with its ETag, kept in the response cache (cache.py) under _response_key.
 
     `parse` validates the request (400), `check` the caller's permissions (403), in Rocket.Chat's
     order for the route (`parse_first`: ajv-validated routes), then `build` answers. A kept body
-    answered a request that passed `parse`, so serving it again only takes `check`."""
+    answered a request that passed `parse`, so serving it again only takes `check`. If-None-Match
+    is looked at last: a 304 tells no more than the 200 would have."""
     responses = caches().responses
     key = _response_key()
     body, version = responses.lookup(key)
@@ -106,7 +109,7 @@ def _cached_read(
     else:
         check()
         params = parse()
-    body = current_app.json.response(build(params)).get_data()
+    body = _representation(build(params))
     responses.store(version, key, body)
     return _response(body)
 
@@ -118,8 +121,38 @@ def _response_key() -> tuple[Any, ...]:
     return (request.full_path, sees_all, None if sees_all else current_user().id)
 
 
-def _response(body: bytes) -> Response:
-    return current_app.response_class(body, mimetype="application/json")
+def _representation(data: dict[str, Any]) -> Representation:
+    return Representation(current_app.json.response(data).get_data())
+
+
+def _response(body: Representation) -> Response:
+    if not_modified(body.etag):
+        return current_app.response_class(status=304, headers={"ETag": body.etag})
+    return current_app.response_class(body, mimetype="application/json", headers={"ETag": body.etag})
+
+
+def _department_body(department_id: str, *, include_agents: bool, agent_id: str | None = None) -> dict[str, Any]:
+    """What GET livechat/department/:_id answers (DepartmentWithAgentsSchema dumps it)."""
+    department = service.get_department(db.session(), department_id, agent_id=agent_id)
+    return _with_agents(department, include_agents)
+
+
+def _if_match(department_id: str) -> Callable[[], None] | None:
+    """The request's If-Match, checked by the service once it holds the department's row: the
+    ETags of GET livechat/department/:_id (with and without agents) are the department's."""
+    check = if_match_precondition()
+    if check is None:
+        return None
+
+    def run() -> None:
+        with_agents, without_agents = (
+            _representation(dump(DepartmentWithAgentsSchema, _department_body(department_id, include_agents=include)))
+            for include in (True, False)
+        )
+        shown = with_agents if granted("view-livechat-departments") else without_agents
+        check((with_agents.etag, without_agents.etag), shown.etag)
+
+    return run
 
 
 def _with_agents(department: Any, include_agents: bool) -> dict[str, Any]:
@@ -134,7 +167,7 @@ def _no_parameters() -> None:
 
 
 @bp.get("/department")
-@doc(query=DepartmentListQuerySchema, response=DepartmentListSchema)
+@doc(query=DepartmentListQuerySchema, response=DepartmentListSchema, etag=True)
 def list_departments() -> Any:
     """List departments: paginated, searchable by `text`, archived ones hidden unless `showArchived=true`."""
     return _cached_read(
@@ -147,6 +180,7 @@ def list_departments() -> Any:
 
 @bp.post("/department")
 @doc(body=DepartmentCreateSchema, response=DepartmentWithAgentsSchema)
+@idempotent
 def create_department() -> Any:
     """Create a department, with its agents."""
     body = load(DepartmentCreateSchema, request_body())
@@ -161,7 +195,7 @@ def create_department() -> Any:
 
 
 @bp.get("/department/isDepartmentCreationAvailable")
-@doc(response=CreationAvailableSchema, errors=(401, 403))
+@doc(response=CreationAvailableSchema, errors=(401, 403), etag=True)
 def creation_available() -> Any:
     """Whether one more department may be created (see the `DEPARTMENT_LIMIT` setting)."""
 
@@ -174,23 +208,21 @@ def creation_available() -> Any:
 
 
 @bp.get("/department/<department_id>")
-@doc(query=DepartmentGetQuerySchema, response=DepartmentWithAgentsSchema)
+@doc(query=DepartmentGetQuerySchema, response=DepartmentWithAgentsSchema, etag=True)
 def get_department(department_id: str) -> Any:
     """One department; `department: null` for an unknown id. Agents only with `view-livechat-departments`."""
 
     def build(params: Mapping[str, Any]) -> dict[str, Any]:
-        department = service.get_department(
-            db.session(), department_id, agent_id=_my_departments_only(params.get("onlyMyDepartments"))
-        )
         # Agents only for callers who may see departments, and unless includeAgents is anything but 'true'.
         include_agents = bool(granted("view-livechat-departments")) and params.get("includeAgents", "true") == "true"
-        return dump(DepartmentWithAgentsSchema, _with_agents(department, include_agents))
+        agent_id = _my_departments_only(params.get("onlyMyDepartments"))
+        return dump(DepartmentWithAgentsSchema, _department_body(department_id, include_agents=include_agents, agent_id=agent_id))
 
     return _cached_read(lambda: require_any(*VIEW), lambda: request_query(DepartmentGetQuerySchema), build)
 
 
 @bp.put("/department/<department_id>")
-@doc(body=DepartmentBodySchema, response=DepartmentWithAgentsSchema)
+@doc(body=DepartmentBodySchema, response=DepartmentWithAgentsSchema, if_match=True)
 def update_department(department_id: str) -> Any:
     """Update a department: only the fields sent change. `agents` are upserted."""
     require_any(MANAGE, ADD_AGENTS)
@@ -204,24 +236,26 @@ def update_department(department_id: str) -> Any:
     if body.get("agents") is not None and ADD_AGENTS in allowed:
         agents = load(AgentChangesSchema, {"upsert": body["agents"]})
     session = db.session()
-    department, links = service.save_department(session, department_id, data, agents, limit=0)
+    department, links = service.save_department(
+        session, department_id, data, agents, limit=0, precondition=_if_match(department_id)
+    )
     return dump(DepartmentWithAgentsSchema, {"department": department, "agents": links})
 
 
 @bp.delete("/department/<department_id>")
-@doc(response=SuccessSchema)
+@doc(response=SuccessSchema, if_match=True)
 def delete_department(department_id: str) -> Any:
     """Delete a department with its agent links (when `Omnichannel_enable_department_removal` is on)."""
     require_any(MANAGE, "remove-livechat-department")
     session = db.session()
     if not settings().get("Omnichannel_enable_department_removal"):
         raise ApiError.plain("error-department-removal-disabled")
-    service.remove_department(session, department_id)
+    service.remove_department(session, department_id, precondition=_if_match(department_id))
     return dump(SuccessSchema, {})
 
 
 @bp.get("/departments/archived")
-@doc(query=DepartmentListQuerySchema, response=DepartmentListSchema)
+@doc(query=DepartmentListQuerySchema, response=DepartmentListSchema, etag=True)
 def list_archived() -> Any:
     """List archived departments (same parameters as the department list)."""
     return _cached_read(
@@ -233,25 +267,25 @@ def list_archived() -> Any:
 
 
 @bp.post("/department/<department_id>/archive")
-@doc(response=SuccessSchema)
+@doc(response=SuccessSchema, if_match=True)
 def archive(department_id: str) -> Any:
     """Archive a department: hidden from lists and disabled."""
     require_all(MANAGE)
-    service.archive(db.session(), department_id)
+    service.archive(db.session(), department_id, precondition=_if_match(department_id))
     return dump(SuccessSchema, {})
 
 
 @bp.post("/department/<department_id>/unarchive")
-@doc(response=SuccessSchema)
+@doc(response=SuccessSchema, if_match=True)
 def unarchive(department_id: str) -> Any:
     """Unarchive a department (it stays disabled until enabled by an update)."""
     require_all(MANAGE)
-    service.unarchive(db.session(), department_id)
+    service.unarchive(db.session(), department_id, precondition=_if_match(department_id))
     return dump(SuccessSchema, {})
 
 
 @bp.get("/department.autocomplete")
-@doc(query=AutocompleteQuerySchema, response=AutocompleteSchema)
+@doc(query=AutocompleteQuerySchema, response=AutocompleteSchema, etag=True)
 def autocomplete() -> Any:
     """Departments whose name starts with `selector.term`: `{_id, name}` items."""
 
@@ -268,7 +302,7 @@ def autocomplete() -> Any:
 
 
 @bp.get("/department/<department_id>/agents")
-@doc(query=DepartmentAgentsQuerySchema, response=DepartmentAgentListSchema)
+@doc(query=DepartmentAgentsQuerySchema, response=DepartmentAgentListSchema, etag=True)
 def list_agents(department_id: str) -> Any:
     """The agents of a department, paginated (default order: username)."""
 
@@ -286,18 +320,19 @@ def list_agents(department_id: str) -> Any:
 
 
 @bp.post("/department/<department_id>/agents")
-@doc(body=DepartmentAgentsBodySchema, response=SuccessSchema)
+@doc(body=DepartmentAgentsBodySchema, response=SuccessSchema, if_match=True)
+@idempotent
 def save_agents(department_id: str) -> Any:
     """Add (`upsert`) and remove (`remove`) agents of a department."""
     require_any(MANAGE, ADD_AGENTS)
     body = load(DepartmentAgentsBodySchema, request_body())
     changes = load(AgentChangesSchema, body)
-    service.save_department_agents(db.session(), department_id, changes)
+    service.save_department_agents(db.session(), department_id, changes, precondition=_if_match(department_id))
     return dump(SuccessSchema, {})
 
 
 @bp.get("/department.listByIds")
-@doc(query=ListByIdsQuerySchema, response=DepartmentsSchema)
+@doc(query=ListByIdsQuerySchema, response=DepartmentsSchema, etag=True)
 def list_by_ids() -> Any:
     """The departments with the given `ids` (`ids[]=a&ids[]=b` or `ids=a&ids=b`)."""
 
@@ -316,7 +351,7 @@ def list_by_ids() -> Any:
 
 
 @bp.get("/agents/<agent_id>/departments")
-@doc(query=AgentDepartmentsQuerySchema, response=AgentDepartmentsSchema)
+@doc(query=AgentDepartmentsQuerySchema, response=AgentDepartmentsSchema, etag=True)
 def agent_departments(agent_id: str) -> Any:
     """The departments an agent belongs to, with their names."""
 

@@ -10,7 +10,7 @@ request's BEGIN IMMEDIATE already does it, on PostgreSQL `with_for_update` does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 SAVE_METHOD = "livechat:saveDepartment"
 
+Precondition = Callable[[], None] | None  # raises when the request's precondition fails (If-Match)
 Sort = Sequence[tuple[str, int]]  # (wire key, 1 or -1) pairs, as schemas.parse_sort gives them
 
 # Wire key -> column, for the typed department keys.
@@ -351,6 +352,7 @@ def save_department(
     agents: dict[str, list[dict[str, Any]]] | None,
     *,
     limit: int,
+    precondition: Precondition = None,
 ) -> tuple[Department, list[Row[Any]]]:
     """Create (no id) or merge-update a department and upsert its agents, atomically; returns
     the department and its agent links (read before the commit: no second transaction).
@@ -365,7 +367,7 @@ def save_department(
                 "error-max-departments-number-reached", "Maximum number of departments reached", method=SAVE_METHOD
             )
     else:
-        department = _locked(session, department_id)
+        department = _locked(session, department_id, precondition)
         if department is None:
             raise _not_found()
         if department.archived and data.get("enabled"):
@@ -415,18 +417,20 @@ def save_department(
     return department, links
 
 
-def save_department_agents(session: Session, department_id: str, changes: dict[str, list[dict[str, Any]]]) -> None:
+def save_department_agents(
+    session: Session, department_id: str, changes: dict[str, list[dict[str, Any]]], *, precondition: Precondition = None
+) -> None:
     """`POST livechat/department/:_id/agents`: removals first, then upserts (docs/compatibility.md §2.11)."""
-    department = _locked(session, department_id)
+    department = _locked(session, department_id, precondition)
     if department is None:
         raise ApiError.meteor("error-department-not-found", "Department not found")
     _apply_agent_changes(session, department, changes.get("upsert") or [], changes.get("remove") or [])
     session.commit()
 
 
-def archive(session: Session, department_id: str) -> None:
+def archive(session: Session, department_id: str, *, precondition: Precondition = None) -> None:
     """Archive: hidden from lists, disabled, links disabled (docs/compatibility.md §1.6)."""
-    department = _locked(session, department_id)
+    department = _locked(session, department_id, precondition)
     if department is None:
         raise ApiError.plain("department-not-found")
     if department.archived is True and department.enabled is False:
@@ -438,9 +442,9 @@ def archive(session: Session, department_id: str) -> None:
     session.commit()
 
 
-def unarchive(session: Session, department_id: str) -> None:
+def unarchive(session: Session, department_id: str, *, precondition: Precondition = None) -> None:
     """Unarchive: visible again but still disabled; its links are re-enabled (Rocket.Chat's rule)."""
-    department = _locked(session, department_id)
+    department = _locked(session, department_id, precondition)
     if department is None:
         raise ApiError.meteor("department-not-found")
     if department.archived is False:
@@ -451,9 +455,9 @@ def unarchive(session: Session, department_id: str) -> None:
     session.commit()
 
 
-def remove_department(session: Session, department_id: str) -> None:
+def remove_department(session: Session, department_id: str, *, precondition: Precondition = None) -> None:
     """Delete a department, its agent links, and every reference other departments hold to it."""
-    department = _locked(session, department_id)
+    department = _locked(session, department_id, precondition)
     if department is None:
         raise ApiError.plain("error-department-not-found")
     session.execute(
@@ -500,8 +504,14 @@ AGENTS_AND_LINKS = (
 )
 
 
-def _locked(session: Session, department_id: str) -> Department | None:
-    return session.scalars(LOCKED_DEPARTMENT, {"department_id": department_id}).one_or_none()
+def _locked(session: Session, department_id: str, precondition: Precondition = None) -> Department | None:
+    """The department's row, locked for the rest of the transaction; then the request's
+    precondition (If-Match) is checked against it: nobody can change it between the check and
+    the write, so of two writers holding the same ETag exactly one succeeds."""
+    department = session.scalars(LOCKED_DEPARTMENT, {"department_id": department_id}).one_or_none()
+    if department is not None and precondition is not None:
+        precondition()
+    return department
 
 
 def _set_links_enabled(session: Session, department_id: str, enabled: bool) -> None:

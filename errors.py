@@ -106,6 +106,37 @@ class ApiError(Exception):
         )
         return cls(f"{reason} [error-too-many-requests]", 429, headers={"Retry-After": str(seconds)})
 
+    # --- the extensions' errors (docs/etags-and-idempotency.md), in the plain shape ---
+
+    @classmethod
+    def _extension(cls, code: str, status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
+        return cls(code, status, headers=headers, extra={"message": message})
+
+    @classmethod
+    def precondition_failed(cls, current_etag: str) -> ApiError:
+        message = "The department changed since the ETag in If-Match was read; read it again"
+        return cls._extension("error-precondition-failed", 412, message, {"ETag": current_etag})
+
+    @classmethod
+    def precondition_required(cls) -> ApiError:
+        message = "This server requires If-Match with the department's ETag on this request"
+        return cls._extension("error-precondition-required", 428, message)
+
+    @classmethod
+    def invalid_idempotency_key(cls) -> ApiError:
+        message = "Idempotency-Key must be 1 to 255 printable ASCII characters"
+        return cls._extension("error-invalid-idempotency-key", 400, message)
+
+    @classmethod
+    def idempotency_key_reused(cls) -> ApiError:
+        message = "This Idempotency-Key was already used for a different request"
+        return cls._extension("error-idempotency-key-reused", 422, message)
+
+    @classmethod
+    def idempotency_key_in_use(cls) -> ApiError:
+        message = "A request with this Idempotency-Key is still being processed; retry later"
+        return cls._extension("error-idempotency-key-in-use", 409, message)
+
 
 def _json(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:
     response = jsonify(body)

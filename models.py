@@ -37,6 +37,7 @@ EMAIL_MAX = 254
 USERNAME_MAX = 120
 TEXT_MAX = 10_000
 LOGIN_KEY_MAX = 300  # "user:" + an email (254), or "ip:" + an address
+IDEMPOTENCY_KEY_MAX = 255
 
 METEOR_ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
 
@@ -307,3 +308,18 @@ class DepartmentAgent(Base):
         UniqueConstraint("department_id", "agent_id"),
         Index("ix_department_agents_department_id_username", "department_id", "username"),
     )
+
+
+class IdempotencyKey(Base):
+    """A request made with an Idempotency-Key, and the answer to replay for its repeats
+    (idempotency.py). Written in the request's own transaction, so a stored row always holds
+    the committed answer; `expires_at` (IDEMPOTENCY_KEY_TTL_SECONDS after) lets it be pruned."""
+
+    __tablename__ = "idempotency_keys"
+
+    caller: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)  # the user id: keys are per caller
+    key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_MAX), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of method, path and body
+    status: Mapped[int | None] = mapped_column(Integer)
+    body: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -48,6 +48,8 @@ class Doc:
     public: bool = False
     media_type: str = "application/json"
     hidden: bool = False
+    etag: bool = False  # answers with an ETag and honours If-None-Match (department_routes._cached_read)
+    if_match: bool = False  # honours If-Match (department_routes._if_match)
 
 
 def doc(
@@ -59,17 +61,21 @@ def doc(
     public: bool = False,
     media_type: str = "application/json",
     hidden: bool = False,
+    etag: bool = False,
+    if_match: bool = False,
 ) -> Callable[[F], F]:
     """Document a view: its query and body schemas, its 200 body and error statuses.
 
     Metadata only. `public=True` documents that no auth headers are needed (auth.public is
     what makes it so); a view without a `response` documents any JSON object, or any text for
     another `media_type`. `hidden=True` keeps a route out of the document on purpose (the docs
-    page's own files), which tests/test_openapi.py accepts as a decision.
+    page's own files), which tests/test_openapi.py accepts as a decision. `etag` and `if_match`
+    document the conditional-request headers; Idempotency-Key is documented wherever
+    idempotency.idempotent is applied (docs/etags-and-idempotency.md).
     """
 
     def decorate(view: F) -> F:
-        meta = Doc(query, body, response, tuple(errors), public, media_type, hidden)
+        meta = Doc(query, body, response, tuple(errors), public, media_type, hidden, etag, if_match)
         view.openapi_doc = meta  # type: ignore[attr-defined]
         return view
 
@@ -88,9 +94,31 @@ ERROR_RESPONSES = {
     403: ("Forbidden", schemas.ErrorSchema, "The caller lacks a permission this action needs"),
     414: ("UriTooLong", schemas.ErrorSchema, "The request line (path and query) is longer than MAX_REQUEST_LINE_BYTES"),
     429: ("TooManyRequests", schemas.ErrorSchema, "Too many failed logins: retry after `Retry-After` seconds"),
+    # docs/etags-and-idempotency.md
+    409: ("IdempotencyKeyInUse", schemas.ErrorSchema, "A request with this Idempotency-Key is still running"),
+    412: ("PreconditionFailed", schemas.ErrorSchema, "If-Match lists none of the department's ETags"),
+    422: ("IdempotencyKeyReused", schemas.ErrorSchema, "This Idempotency-Key was used for another request"),
+    428: ("PreconditionRequired", schemas.ErrorSchema, "The server requires If-Match here (REQUIRE_IF_MATCH)"),
     503: ("ServiceUnavailable", schemas.UnavailableSchema, "The database cannot be reached or is not migrated"),
 }
 SECURITY = [{"userId": [], "authToken": []}]
+ETAG_HEADER = {"description": "A strong validator of this representation", "schema": {"type": "string"}}
+CONDITIONAL_HEADERS = {
+    "If-None-Match": "ETags the client holds: 304 without a body when the current one is among them (or `*`)",
+    "If-Match": "The department's ETag (GET livechat/department/:_id): 412 when it changed since; `*` for any",
+}
+IDEMPOTENCY_KEY = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "description": (
+        "Run this request once: a repeat with the same key and body gets the first answer again (header "
+        "`Idempotent-Replayed: true`) for IDEMPOTENCY_KEY_TTL_SECONDS; 1 to 255 printable ASCII characters, "
+        "the draft's quoted form accepted"
+    ),
+    # what reaches the server once the HTTP parser strips surrounding spaces (idempotency.VALID_KEY)
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[!-~]([ -~]*[!-~])?$"},
+}
 _PATH_PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
@@ -129,6 +157,7 @@ def _operation(rule: Rule, method: str, view: Callable[..., Any], meta: Doc, man
     parameters = _path_parameters(rule)
     if meta.query is not None:
         parameters.append({"in": "query", "schema": meta.query})
+    parameters += _header_parameters(view, meta)
     if parameters:
         operation["parameters"] = parameters
     if meta.body is not None:
@@ -142,10 +171,29 @@ def _operation(rule: Rule, method: str, view: Callable[..., Any], meta: Doc, man
     # gunicorn refuses a request line longer than MAX_REQUEST_LINE_BYTES before the app sees it,
     # which a long enough query string reaches (e.g. many listByIds `ids[]`).
     errors = (*meta.errors, 414) if meta.query is not None else meta.errors
+    if meta.etag:
+        operation["responses"]["200"]["headers"] = {"ETag": ETAG_HEADER}
+        operation["responses"]["304"] = {"description": "Not modified: the ETag is still current", "headers": {"ETag": ETAG_HEADER}}
+    if meta.if_match:
+        errors = (*errors, 412, 428)
+    if getattr(view, "idempotent", False):
+        errors = (*errors, 409, 422)
+        operation["responses"]["200"]["headers"] = {
+            "Idempotent-Replayed": {"description": "`true` on a replayed answer", "schema": {"type": "string", "enum": ["true"]}}
+        }
     for status in errors:
         operation["responses"][str(status)] = {"$ref": f"#/components/responses/{ERROR_RESPONSES[status][0]}"}
     operation["security"] = [] if meta.public else SECURITY
     return operation
+
+
+def _header_parameters(view: Callable[..., Any], meta: Doc) -> list[dict[str, Any]]:
+    names = (["If-None-Match"] if meta.etag else []) + (["If-Match"] if meta.if_match else [])
+    headers = [
+        {"in": "header", "name": name, "required": False, "description": CONDITIONAL_HEADERS[name], "schema": {"type": "string"}}
+        for name in names
+    ]
+    return headers + ([IDEMPOTENCY_KEY] if getattr(view, "idempotent", False) else [])
 
 
 def build_spec(app: Flask) -> dict[str, Any]:
@@ -169,6 +217,8 @@ def build_spec(app: Flask) -> dict[str, Any]:
         response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
         if status == 429:
             response["headers"] = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+        if status == 412:
+            response["headers"] = {"ETag": {**ETAG_HEADER, "description": "The department's current ETag"}}
         spec.components.response(name, response)
 
     queries: dict[tuple[str, str], type[Schema] | None] = {}

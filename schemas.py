@@ -58,13 +58,13 @@ class ErrorSchema(Schema):
     error = fields.String()
     errorType = fields.String()
     details = fields.Dict()
+    message = fields.String()  # the extensions' errors (errors.ApiError._extension)
 
 
 class UnauthorizedSchema(ErrorSchema):
-    """A 401 (documentation only): the Restivus-era `status`/`message` keys too."""
+    """A 401 (documentation only): the Restivus-era `status`/`message` keys too (`message` inherited)."""
 
     status = fields.Constant("error")
-    message = fields.String()
 
 
 class UnavailableSchema(ErrorSchema):

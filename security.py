@@ -25,8 +25,9 @@ SECURITY_HEADERS = {
     "Pragma": "no-cache",
 }
 CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
-CORS_HEADERS = "Content-Type, X-User-Id, X-Auth-Token"
-CORS_EXPOSED = "Retry-After"
+# The conditional-request and idempotency headers too (docs/etags-and-idempotency.md).
+CORS_HEADERS = "Content-Type, X-User-Id, X-Auth-Token, If-Match, If-None-Match, Idempotency-Key"
+CORS_EXPOSED = "Retry-After, ETag, Idempotent-Replayed"
 CORS_MAX_AGE = "600"
 
 

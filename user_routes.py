@@ -12,6 +12,7 @@ import workspace_service
 from access import current_user, granted, require_all
 from cache import settings
 from errors import ApiError
+from idempotency import idempotent
 from openapi import doc
 from request_input import request_body, request_query
 from schemas import (
@@ -45,6 +46,7 @@ def _require_role_management(user_type: str) -> None:
 
 @bp.post("/users.create")
 @doc(body=UserCreateSchema, response=UserResponseSchema)
+@idempotent
 def create_user() -> Any:
     """Create a user (needs `create-user`)."""
     data = load(UserCreateSchema, request_body())

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark harness of the departments service (see bench/README.md).
 
-    .venv/bin/python bench/run.py [--mode ratios|growth|writes|profile|all] [--rounds 3] [--duration 5]
+    .venv/bin/python bench/run.py [--mode ratios|growth|writes|profile|etag|all] [--rounds 3] [--duration 5]
                                   [--database-url postgresql://user@host/db]
 
 Modes:
@@ -16,6 +16,8 @@ Modes:
            update was lost and that every create answered 2xx (and no other) is in the database.
   profile  Where the time goes in one list and one get request, in-process (app.test_client()),
            with cProfile and, when installed, pyinstrument.
+  etag     GET one revalidated with If-None-Match (304) against the cached 200, and creates with
+           an Idempotency-Key against creates without (docs/etags-and-idempotency.md).
   all      ratios, growth and writes (the ratio line is printed again last).
 
 Databases: a fresh SQLite file per data set in a temporary directory by default; with
@@ -659,6 +661,136 @@ def mode_ratios(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, 
 
 
 # ---------------------------------------------------------------------------
+# Mode: etag (docs/etags-and-idempotency.md)
+# ---------------------------------------------------------------------------
+
+
+def current_etag(port: int, target: str, auth: dict[str, str]) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", target, headers=auth)
+        response = conn.getresponse()
+        response.read()
+        etag = response.getheader("ETag")
+        if response.status != 200 or not etag:
+            raise BenchError(f"GET {target}: {response.status}, ETag {etag!r}")
+        return etag
+    finally:
+        conn.close()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time consumed so far by `pids` (those that still exist)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def backend_pids(database_url: str) -> list[int]:
+    """PostgreSQL: the server processes of the service's connections (`application_name` in the
+    URL names them); SQLite: none (the work is done in the workers)."""
+    url = appdb.normalise_url(database_url)
+    name = url.query.get("application_name")
+    if url.get_backend_name() != "postgresql" or not name:
+        return []
+    engine = sa.create_engine(url.difference_update_query(["application_name"]))
+    try:
+        with engine.connect() as conn:
+            query = sa.text("SELECT pid FROM pg_stat_activity WHERE application_name = :name")
+            return [int(pid) for pid in conn.execute(query, {"name": name}).scalars()]
+    finally:
+        engine.dispose()
+
+
+def mode_etag(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, Any]:
+    """Two pairs of workloads on one service, each pair run back to back in alternating order per
+    round: GET one answered 200 from the response cache against the same GET revalidated with
+    If-None-Match (304), and creates without against creates with an Idempotency-Key of their own.
+    Besides requests/s, the CPU time each request cost the workers (and, on PostgreSQL with
+    `application_name` in the URL, the server processes of their connections): on a shared
+    machine it moves far less than throughput does."""
+    log(f"== etag: {args.departments} departments on {'PostgreSQL' if args.database_url else 'SQLite'}, "
+        f"{args.workers} workers, wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} rounds ==")
+    database = BenchDatabase(args.database_url, workdir, "etag")
+    service = None
+    failures: list[str] = []
+    try:
+        info = seed_database(database.url, args.departments)
+        service = start_service(workdir, database.url, args.workers, "etag")
+        auth = login(service.port)
+        get_target = f"{API}/department/{info.get_id}"
+        etag = current_etag(service.port, get_target, auth)
+        create_target = f"{API}/department"
+        pairs = {
+            "get": (("get_200", get_target, {}), ("get_304", get_target, {"BENCH_IF_NONE_MATCH": etag})),
+            "create": (("create", create_target, {"BENCH_ETAG_KIND": "create"}),
+                       ("create_key", create_target, {"BENCH_ETAG_KIND": "create", "BENCH_IDEMPOTENCY": "1"})),
+        }
+        runs = 0
+
+        def run(target: str, env: dict[str, str], duration: float) -> WrkResult:
+            nonlocal runs
+            runs += 1  # a fresh name (and key) prefix per wrk run
+            pids = service.worker_pids() + backend_pids(database.url)
+            cpu_before = cpu_seconds(pids)
+            result = wrk.run(service.port, target, "etag.lua", duration, auth=auth, env={**env, "BENCH_RUN": str(runs)})
+            result.raw["cpu_ms_per_request"] = (cpu_seconds(pids) - cpu_before) * 1000 / max(1, result.requests)
+            return result
+
+        if args.warmup:
+            for pair in pairs.values():
+                for _, target, env in pair:
+                    run(target, env, args.warmup)
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in pairs}
+        for rnd in range(args.rounds):
+            for name, pair in pairs.items():
+                ordered = pair if rnd % 2 == 0 else tuple(reversed(pair))
+                got = {label: run(target, env, args.duration) for label, target, env in ordered}
+                base, variant = (label for label, _, _ in pair)
+                ratio = got[variant].rps / got[base].rps if got[base].rps else 0.0
+                results[name].append({**got, "ratio": ratio})
+                for label, result in got.items():
+                    log(f"round {rnd + 1} {label:10s} {result.line()}  cpu {result.raw['cpu_ms_per_request']:.3f} ms/req")
+                    if result.non2xx or result.socket_errors:
+                        failures.append(f"{label} round {rnd + 1}: {result.non2xx} unexpected {result.raw['statuses']}, "
+                                        f"{result.socket_errors} socket errors")
+                log(f"        {variant}/{base} = {ratio:.3f}")
+        summary = {}
+        for name, rows in results.items():
+            base, variant = (label for label, _, _ in pairs[name])
+            summary[name] = {
+                f"{base}_rps": statistics.median(r[base].rps for r in rows),
+                f"{variant}_rps": statistics.median(r[variant].rps for r in rows),
+                f"{base}_p99_ms": statistics.median(r[base].p99_ms for r in rows),
+                f"{variant}_p99_ms": statistics.median(r[variant].p99_ms for r in rows),
+                f"{base}_cpu_ms": statistics.median(r[base].raw["cpu_ms_per_request"] for r in rows),
+                f"{variant}_cpu_ms": statistics.median(r[variant].raw["cpu_ms_per_request"] for r in rows),
+                "ratio": statistics.median(r["ratio"] for r in rows),
+                "ratios": [round(r["ratio"], 4) for r in rows],
+            }
+        log("")
+        for name, numbers in summary.items():
+            log(f"{name:7s} " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in numbers.items()))
+        for f in failures:
+            log(f"FAIL: {f}")
+        ratio_line = (f"ratio_304_vs_200={summary['get']['ratio']:.3f} "
+                      f"ratio_create_key_vs_create={summary['create']['ratio']:.3f}")
+        log(ratio_line)
+        rounds_raw = {n: [{k: (v.raw if isinstance(v, WrkResult) else v) for k, v in r.items()} for r in rows] for n, rows in results.items()}
+        return {"summary": summary, "rounds": rounds_raw, "failures": failures, "ratio_line": ratio_line}
+    finally:
+        if service is not None:
+            service.stop()
+        if not args.keep:
+            database.drop()
+
+
+# ---------------------------------------------------------------------------
 # Mode: growth
 # ---------------------------------------------------------------------------
 
@@ -1085,7 +1217,7 @@ def mode_profile(args: argparse.Namespace, wrk: Wrk | None, workdir: Path) -> di
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=("ratios", "growth", "writes", "profile", "all"), default="ratios")
+    p.add_argument("--mode", choices=("ratios", "growth", "writes", "profile", "etag", "all"), default="ratios")
     p.add_argument("--database-url", help="PostgreSQL URL (default: a SQLite file in a temporary directory)")
     p.add_argument("--rounds", type=int, default=3, help="ratios: rounds, each runs service and ceiling once per workload (>= 3)")
     p.add_argument("--duration", type=float, default=5, help="seconds per wrk run (ratios, growth)")
@@ -1133,7 +1265,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         modes = ["ratios", "growth", "writes"] if args.mode == "all" else [args.mode]
         for mode in modes:
-            runner = {"ratios": mode_ratios, "growth": mode_growth, "writes": mode_writes, "profile": mode_profile}[mode]
+            runner = {"ratios": mode_ratios, "growth": mode_growth, "writes": mode_writes, "profile": mode_profile, "etag": mode_etag}[mode]
             try:
                 results[mode] = runner(args, wrk, workdir)  # type: ignore[arg-type]
             except BenchError as exc:

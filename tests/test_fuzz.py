@@ -90,7 +90,9 @@ def seed_data(post: Callable[[str, dict[str, Any]], dict[str, Any]], admin_id: s
 
 
 # Statuses that say nothing about whether the data was valid (schemathesis leaves them out too).
-UNINFORMATIVE = {401, 403, 404, 409, 429}
+# 412/422: a generated If-Match or Idempotency-Key that the state refuses (a stale ETag, a key
+# already used for another body), whatever the data's shape (docs/etags-and-idempotency.md).
+UNINFORMATIVE = {401, 403, 404, 409, 412, 422, 429}
 # Rocket.Chat answers 400, not 404, when a request names something that does not exist; such an
 # answer is about the data set, not about the data's shape, so it counts as a 404 here.
 MISSING = {

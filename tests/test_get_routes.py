@@ -12,6 +12,8 @@ from urllib.parse import quote
 
 from conftest import API, create_department
 
+import openapi
+
 # GET `logout` writes on purpose (db.writes) and ends the session: it is called last.
 LAST = "/api/v1/logout"
 REDIRECTS = {"/admin"}
@@ -66,12 +68,16 @@ def test_every_get_route_answers_with_valid_input(app, client, auth):
     department = create_department(client, auth.admin, agents=[{"agentId": agent["_id"]}], name="Sales")
     urls = examples({"department": department["_id"], "agent": agent["_id"]})
 
-    rules = {rule.rule for rule in app.url_map.iter_rules() if "GET" in (rule.methods or ()) and rule.endpoint != "static"}
+    endpoints = {rule.rule: rule.endpoint for rule in app.url_map.iter_rules() if "GET" in (rule.methods or ()) and rule.endpoint != "static"}
+    rules = set(endpoints)
     assert rules == set(urls), "every GET route needs an example here"
     for rule in sorted(rules - {LAST}) + [LAST]:
         for url in urls[rule]:
             response = client.get(url, headers=auth.admin)
             expected = range(300, 400) if rule in REDIRECTS else (200,)
             assert response.status_code in expected, (url, response.status_code, response.get_data()[:300])
+            # an ETag exactly where the document promises one (docs/etags-and-idempotency.md)
+            meta = openapi.view_doc(app.view_functions[endpoints[rule]])
+            assert ("ETag" in response.headers) == bool(meta and meta.etag), url
     # the GET logout revoked the token, on both databases
     assert client.get(f"{API}/me", headers=auth.admin).status_code == 401

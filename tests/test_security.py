@@ -71,7 +71,7 @@ def test_an_allowed_origin_gets_cors_headers_and_preflights(make_app, auth):
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN  # echoed, never "*"
     assert "Origin" in response.headers["Vary"]
-    assert response.headers["Access-Control-Expose-Headers"] == "Retry-After"
+    assert response.headers["Access-Control-Expose-Headers"] == "Retry-After, ETag, Idempotent-Replayed"
     assert "Access-Control-Allow-Credentials" not in response.headers  # credentials are headers, not cookies
 
     preflight = client.options(
@@ -86,7 +86,7 @@ def test_an_allowed_origin_gets_cors_headers_and_preflights(make_app, auth):
     assert preflight.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert {m.strip() for m in preflight.headers["Access-Control-Allow-Methods"].split(",")} >= {"GET", "POST", "PUT", "DELETE"}
     allowed = {h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
-    assert allowed >= {"content-type", "x-user-id", "x-auth-token"}
+    assert allowed >= {"content-type", "x-user-id", "x-auth-token", "if-match", "if-none-match", "idempotency-key"}
     assert preflight.headers["Access-Control-Max-Age"] == "600"
     assert_hardened(preflight)
 
