@@ -64,7 +64,9 @@ def authenticate() -> None:
     token = request.headers.get("X-Auth-Token", "")
     if holds_nul(user_id + token):
         raise ApiError.unauthorized()
-    caller = caches().callers.get_or_build((user_id, token), lambda: _find_caller(user_id, token)) if user_id and token else None
+    caller = None
+    if user_id and token:
+        caller = caches().callers.get_or_build((user_id, token), lambda: _find_caller(user_id, token))
     if caller is None or caller.expired():
         raise ApiError.unauthorized()
     g.caller = caller

@@ -122,7 +122,8 @@ def _ping_idle_connections(engine: Engine) -> None:
             try:
                 engine.dialect.do_ping(dbapi_connection)
             except Exception as error:
-                raise DisconnectionError("an idle pooled connection failed its ping") from error  # the pool takes another
+                # the pool takes another connection
+                raise DisconnectionError("an idle pooled connection failed its ping") from error
 
 
 def _switch_to_wal(cursor: Any, busy_timeout_ms: int) -> None:
@@ -275,7 +276,8 @@ class VersionReader:
         connection = pooled.dbapi_connection
         if not is_sqlite(self.engine):  # SQLite's isolation_level None already autocommits
             connection.autocommit = True
-            _check(connection.pgconn.prepare(VERSION_STATEMENT, VERSION_QUERY.encode()), psycopg.pq.ExecStatus.COMMAND_OK)
+            prepared = connection.pgconn.prepare(VERSION_STATEMENT, VERSION_QUERY.encode())
+            _check(prepared, psycopg.pq.ExecStatus.COMMAND_OK)
         return connection
 
     def _close(self) -> None:

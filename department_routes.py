@@ -89,7 +89,11 @@ P = TypeVar("P")
 
 
 def _cached_read(
-    check: Callable[[], None], parse: Callable[[], P], build: Callable[[P], dict[str, Any]], *, parse_first: bool = False
+    check: Callable[[], None],
+    parse: Callable[[], P],
+    build: Callable[[P], dict[str, Any]],
+    *,
+    parse_first: bool = False,
 ) -> Response:
     """A read's JSON with its ETag, kept in the response cache (cache.py) under _response_key.
 
@@ -216,7 +220,8 @@ def get_department(department_id: str) -> Any:
         # Agents only for callers who may see departments, and unless includeAgents is anything but 'true'.
         include_agents = bool(granted("view-livechat-departments")) and params.get("includeAgents", "true") == "true"
         agent_id = _my_departments_only(params.get("onlyMyDepartments"))
-        return dump(DepartmentWithAgentsSchema, _department_body(department_id, include_agents=include_agents, agent_id=agent_id))
+        body = _department_body(department_id, include_agents=include_agents, agent_id=agent_id)
+        return dump(DepartmentWithAgentsSchema, body)
 
     return _cached_read(lambda: require_any(*VIEW), lambda: request_query(DepartmentGetQuerySchema), build)
 
@@ -314,7 +319,8 @@ def list_agents(department_id: str) -> Any:
         params, sort = parsed
         offset, limit = workspace_service.page_window(settings(), params.get("offset"), params.get("count"))
         agents, total = service.list_department_agents(db.session(), department_id, sort, offset, limit)
-        return dump(DepartmentAgentListSchema, {"agents": agents, "count": len(agents), "offset": offset, "total": total})
+        page = {"agents": agents, "count": len(agents), "offset": offset, "total": total}
+        return dump(DepartmentAgentListSchema, page)
 
     return _cached_read(lambda: require_any(*VIEW), parse, build)
 

@@ -391,7 +391,9 @@ def save_department(
             "Cannot save department. Circular reference between fallback department and department",
         )
     if fallback and session.get(Department, fallback) is None:
-        raise ApiError.meteor("error-fallback-department-not-found", "Fallback department not found", method=SAVE_METHOD)
+        raise ApiError.meteor(
+            "error-fallback-department-not-found", "Fallback department not found", method=SAVE_METHOD
+        )
 
     enabled_before = department.enabled if department is not None else None
     if department is None:
@@ -475,7 +477,11 @@ def remove_department(session: Session, department_id: str, *, precondition: Pre
     )
     referring = session.scalars(
         select(Department)
-        .where(cast(Department.departments_allowed_to_forward, String).like(f"%{_like_literal(department_id)}%", escape="\\"))
+        .where(
+            cast(Department.departments_allowed_to_forward, String).like(
+                f"%{_like_literal(department_id)}%", escape="\\"
+            )
+        )
         .with_for_update()
     )
     for other in referring:

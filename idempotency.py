@@ -21,7 +21,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Response, current_app, g, request
-from sqlalchemy import BigInteger, Connection, Executable, String, bindparam, cast, delete, func, literal, select, true, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Executable,
+    String,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 import db
@@ -96,7 +109,12 @@ def _once(key: str, answer: Callable[[], Response]) -> Response:
         if connection.execute(_claim_statement(connection), params).first() is None:
             return _repeat(connection, caller, key, fingerprint, now)
         response = answer()
-        stored = {"the_caller": caller, "the_key": key, "the_status": response.status_code, "the_body": response.get_data(as_text=True)}
+        stored = {
+            "the_caller": caller,
+            "the_key": key,
+            "the_status": response.status_code,
+            "the_body": response.get_data(as_text=True),
+        }
         connection.execute(STORE, stored)
         return response
 
@@ -150,7 +168,9 @@ CLAIM_SQLITE = _claim(sqlite.insert, lambda statement: statement.values(**_VALUE
 # so a repeat arriving while the first request runs finds no row and answers 409, where a plain
 # INSERT would wait on the first one's uncommitted row. The same statement sets the change log's
 # actor (what db.record_actor does otherwise, _claim_records_actor): one round trip for both.
-_ACTOR = select(func.set_config(db.WRITE_CONTEXT_SETTING, bindparam("actor", type_=String), true()).label("actor")).cte("actor")
+_ACTOR = select(
+    func.set_config(db.WRITE_CONTEXT_SETTING, bindparam("actor", type_=String), true()).label("actor")
+).cte("actor")
 CLAIM_POSTGRESQL = _claim(
     postgresql.insert,
     lambda statement: statement.from_select(
