@@ -13,23 +13,27 @@ Deliveries are signed as Standard Webhooks say: `webhook-signature: v1,<base64 H
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import http.client
 import ipaddress
 import json
 import logging
+import os
 import secrets
 import socket
 import ssl
+import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 import events
@@ -192,12 +196,13 @@ class Claimed:
     secret: str
 
 
-def dispatch(engine: Engine) -> tuple[int, list[Claimed]]:
+def dispatch(engine: Engine, done: list[Batch], schedule: Sequence[int]) -> tuple[int, list[Claimed]]:
     """Turn the events after `event_state.dispatched` into deliveries for the enabled endpoints
     they match, claimed by this worker, which sends them at once. The events are read before the
     lock, which is then held only to check that no other worker moved the cursor meanwhile and
     to write (SQLite has one writer at a time: the API's writes wait for it). Returns how many
-    events were read and the claimed deliveries."""
+    events were read and the claimed deliveries. The batches in `done` are written down in the
+    same transaction (and `done` emptied) when there is one: one write a round under load."""
     with engine.connect() as plain:
         head = events.head(plain)
         dispatched = plain.scalar(select(EventState.dispatched).where(EventState.id == 1))
@@ -219,6 +224,8 @@ def dispatch(engine: Engine) -> tuple[int, list[Claimed]]:
         for event, endpoint in pairs
     ]
     with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, connection.begin():
+        record_in(connection, done, schedule)
+        done.clear()
         current = connection.scalar(select(EventState.dispatched).where(EventState.id == 1).with_for_update(skip_locked=True))
         if current != dispatched:
             return 0, []  # another worker holds the row or moved the cursor: its deliveries, not ours
@@ -251,24 +258,49 @@ class PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
-def post(url: str, body: bytes, headers: dict[str, str], allowed: Sequence[Any]) -> int:
+class Connections:
+    """Keep-alive connections of one batch, one per checked address: a batch of deliveries to
+    one receiver pays one TCP (and TLS) handshake, not one each."""
+
+    def __init__(self) -> None:
+        self.open: dict[tuple[str, str, int, str], http.client.HTTPConnection] = {}
+
+    def get(self, scheme: str, host: str, port: int, address: str) -> http.client.HTTPConnection:
+        key = (scheme, host, port, address)
+        if key not in self.open:
+            if scheme == "https":
+                self.open[key] = PinnedHTTPSConnection(host, port, address, REQUEST_TIMEOUT_SECONDS)
+            else:
+                self.open[key] = http.client.HTTPConnection(address, port, timeout=REQUEST_TIMEOUT_SECONDS)
+        return self.open[key]
+
+    def drop(self, connection: http.client.HTTPConnection) -> None:
+        connection.close()
+        self.open = {key: kept for key, kept in self.open.items() if kept is not connection}
+
+    def close(self) -> None:
+        for connection in self.open.values():
+            connection.close()
+        self.open.clear()
+
+
+def post(url: str, body: bytes, headers: dict[str, str], allowed: Sequence[Any], connections: Connections) -> int:
     """POST to `url` at an address checked just now (a name may have changed what it resolves to
     since registration). Returns the status code; raises OSError/ApiError on failure."""
     host, port, addresses = destination(url, allowed)
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    connection: http.client.HTTPConnection
-    if parts.scheme == "https":
-        connection = PinnedHTTPSConnection(host, port, addresses[0], REQUEST_TIMEOUT_SECONDS)
-    else:
-        connection = http.client.HTTPConnection(addresses[0], port, timeout=REQUEST_TIMEOUT_SECONDS)
+    connection = connections.get(parts.scheme, host, port, addresses[0])
     try:
         connection.request("POST", target, body, {**headers, "Host": parts.netloc})
         response = connection.getresponse()
         response.read(65536)  # the answer's content is not used; a little is read to end the exchange cleanly
+        if response.will_close or not response.isclosed():
+            connections.drop(connection)  # closed by the receiver, or more left unread: not reusable
         return response.status
-    finally:
-        connection.close()
+    except BaseException:
+        connections.drop(connection)
+        raise
 
 
 def claim_due(engine: Engine, limit: int = CLAIM_BATCH) -> list[Any]:
@@ -309,7 +341,7 @@ class Outcome:
     duration_ms: int
 
 
-def send(delivery: Any, allowed: Sequence[Any]) -> Outcome:
+def send(delivery: Any, allowed: Sequence[Any], connections: Connections) -> Outcome:
     """One signed attempt of a claimed delivery."""
     timestamp = int(time.time())
     body = delivery.payload.encode()
@@ -320,7 +352,7 @@ def send(delivery: Any, allowed: Sequence[Any]) -> Outcome:
     }
     attempted_at, started, status, error = now_ms(), time.monotonic(), None, None
     try:
-        status = post(delivery.url, body, headers, allowed)
+        status = post(delivery.url, body, headers, allowed, connections)
         if not 200 <= status < 300:
             error = f"HTTP {status}"
     except ApiError as refused:
@@ -330,39 +362,54 @@ def send(delivery: Any, allowed: Sequence[Any]) -> Outcome:
     return Outcome(delivery, attempted_at, status, error, int((time.monotonic() - started) * 1000))
 
 
-def record(engine: Engine, outcomes: Sequence[Outcome], unsent: Sequence[int], schedule: Sequence[int]) -> None:
-    """Log a batch's attempts and schedule what comes next, in one transaction (one write for
-    the batch: SQLite has one writer at a time, and the API's writes come first). Claims of
-    deliveries the batch had no time for are released."""
-    now = now_ms()
+@dataclass(frozen=True)
+class Batch:
+    """Attempts made and not yet written down, and the claimed deliveries left unsent."""
+
+    outcomes: Sequence[Outcome]
+    unsent: Sequence[int]
+
+
+def record(engine: Engine, batches: Sequence[Batch], schedule: Sequence[int]) -> None:
+    """Write batches down in a transaction of their own (dispatch writes them with its own when it can)."""
     with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, connection.begin():
-        if outcomes:
-            connection.execute(insert(WebhookAttempt), [
-                {"delivery_id": o.delivery.id, "attempted_at": o.attempted_at, "status_code": o.status_code,
-                 "error": o.error, "duration_ms": o.duration_ms}
-                for o in outcomes
-            ])
+        record_in(connection, batches, schedule)
+
+
+def record_in(connection: Connection, batches: Sequence[Batch], schedule: Sequence[int]) -> None:
+    """Log the attempts and schedule what comes next: delivered, retried later, or failed for
+    good (its endpoint disabled with the reason). Claims of deliveries left unsent are released."""
+    now = now_ms()
+    outcomes = [outcome for batch in batches for outcome in batch.outcomes]
+    unsent = [delivery_id for batch in batches for delivery_id in batch.unsent]
+    if outcomes:
+        connection.execute(insert(WebhookAttempt), [
+            {"delivery_id": o.delivery.id, "attempted_at": o.attempted_at, "status_code": o.status_code,
+             "error": o.error, "duration_ms": o.duration_ms}
+            for o in outcomes
+        ])
+        changes = []
         for outcome in outcomes:
             attempts = outcome.delivery.attempts + 1
             gave_up = outcome.error is not None and attempts > len(schedule)
-            values: dict[str, Any] = {
-                "attempts": attempts, "claimed_until": 0,
+            changes.append({
+                "b_id": outcome.delivery.id, "attempts": attempts, "claimed_until": 0,
                 "last_status_code": outcome.status_code, "last_error": outcome.error,
-            }
-            if outcome.error is None:
-                values["status"] = "delivered"
-            elif gave_up:
-                values["status"] = "failed"
-            else:
-                values["next_attempt_at"] = now + schedule[attempts - 1] * 1000
-            connection.execute(update(WebhookDelivery).where(WebhookDelivery.id == outcome.delivery.id).values(**values))
+                "status": "delivered" if outcome.error is None else "failed" if gave_up else "pending",
+                "next_attempt_at": now + (schedule[attempts - 1] * 1000 if outcome.error is not None and not gave_up else 0),
+            })
             if gave_up:
                 reason = f"delivery {outcome.delivery.message_id} failed {attempts} times over {sum(schedule)} s; last: {outcome.error}"
                 connection.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == outcome.delivery.endpoint_id)
                                    .values(enabled=False, disabled_reason=reason))
                 log.warning("webhook endpoint %s disabled: %s", outcome.delivery.endpoint_id, reason)
-        if unsent:
-            connection.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(unsent)).values(claimed_until=0))
+        connection.execute(
+            update(WebhookDelivery).where(WebhookDelivery.id == bindparam("b_id")).values(
+                {column: bindparam(column) for column in changes[0] if column != "b_id"}),
+            changes,
+        )
+    if unsent:
+        connection.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(unsent)).values(claimed_until=0))
 
 
 class Deliverer:
@@ -370,44 +417,87 @@ class Deliverer:
 
     def __init__(self, engine: Engine, config: dict[str, Any]) -> None:
         self.engine = engine
+        url = engine.url.render_as_string(hide_password=True)
+        self.lock_path = os.path.join(tempfile.gettempdir(), f"departments-webhooks-{hashlib.sha256(url.encode()).hexdigest()[:16]}.lock")
         self.poll = config["WEBHOOK_POLL_MS"] / 1000
         self.allowed = parse_networks(config["WEBHOOK_ALLOWED_NETWORKS"])
         self.schedule = tuple(config["WEBHOOK_RETRY_SCHEDULE"])
         self.stopping = threading.Event()
+        self.unrecorded: list[Batch] = []  # attempts made, written down with the next dispatch
         self.thread: threading.Thread | None = None
 
-    def run_once(self) -> int:
+    def run_once(self, *, flush: bool = True) -> int:
         """One round: new events first (sent at once by the worker that dispatched them), then
-        the retries that are due. Returns how many attempts were made."""
+        the retries that are due. Returns how many attempts were made. Without `flush` the last
+        batch of new events is written down with the next round's dispatch (the loop does that:
+        under a steady stream of writes the deliverer then adds one write transaction a round)."""
         made = 0
-        while True:
-            read, claimed = dispatch(self.engine)
-            made += self._send(claimed)
-            if read < DISPATCH_BATCH or self.stopping.is_set():
-                break
+        with self.dispatching() as mine:
+            while mine:
+                read, claimed = dispatch(self.engine, self.unrecorded, self.schedule)
+                if self.unrecorded:  # nothing new to dispatch: written down on their own
+                    record(self.engine, self.unrecorded, self.schedule)
+                    self.unrecorded.clear()
+                batch = self._send(claimed)
+                if batch is not None:
+                    self.unrecorded.append(batch)
+                    made += len(batch.outcomes)
+                if read < DISPATCH_BATCH or self.stopping.is_set():
+                    break
+        if flush or self.stopping.is_set():
+            self.flush()
         while (claimed := claim_due(self.engine)) and not self.stopping.is_set():
-            made += self._send(claimed)
+            batch = self._send(claimed)
+            if batch is not None:
+                record(self.engine, [batch], self.schedule)
+                made += len(batch.outcomes)
         return made
 
-    def _send(self, claimed: Sequence[Any]) -> int:
+    def flush(self) -> None:
+        if self.unrecorded:
+            record(self.engine, self.unrecorded, self.schedule)
+            self.unrecorded.clear()
+
+    @contextlib.contextmanager
+    def dispatching(self) -> Iterator[bool]:
+        """Whether this worker may dispatch now: one worker of this host at a time (a file lock),
+        so the others do not each read the same new events only to lose the database's check
+        (which alone keeps dispatch correct, also across hosts)."""
+        with open(self.lock_path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _send(self, claimed: Sequence[Any]) -> Batch | None:
         """Attempt a claimed batch, starting attempts only while the claim still covers one."""
         if not claimed:
-            return 0
+            return None
         last_start = time.monotonic() + (CLAIM_MS / 1000) - REQUEST_TIMEOUT_SECONDS - 5
         outcomes = []
-        for delivery in claimed:
-            if time.monotonic() > last_start or self.stopping.is_set():
-                break
-            outcomes.append(send(delivery, self.allowed))
-        record(self.engine, outcomes, [delivery.id for delivery in claimed[len(outcomes):]], self.schedule)
-        return len(outcomes)
+        connections = Connections()
+        try:
+            for delivery in claimed:
+                if time.monotonic() > last_start or self.stopping.is_set():
+                    break
+                outcomes.append(send(delivery, self.allowed, connections))
+        finally:
+            connections.close()
+        return Batch(outcomes, [delivery.id for delivery in claimed[len(outcomes):]])
 
     def _loop(self) -> None:
         while not self.stopping.wait(self.poll):
             try:
-                self.run_once()
+                self.run_once(flush=False)
             except Exception:  # the loop must outlive a database restart or an odd row
                 log.exception("webhook delivery round failed; retrying")
+        with contextlib.suppress(Exception):
+            self.flush()
 
     def start(self) -> Deliverer:
         self.thread = threading.Thread(target=self._loop, name="webhook-deliverer", daemon=True)

@@ -914,6 +914,8 @@ class DeliveryReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver would
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 arrived = time.time()
                 body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -921,6 +923,7 @@ class DeliveryReceiver:
                 with receiver.lock:
                     receiver.first_seen.setdefault(self.headers["webhook-id"], arrived - _epoch(event_ms))
                 self.send_response(204)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *_args: Any) -> None:
@@ -980,7 +983,8 @@ def mode_events(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, 
                         status, _, raw = http_request(service.port, "POST", "/api/ext/v1/webhooks", {**auth, "Content-Type": "application/json"}, body)
                         if status != 200:
                             raise BenchError(f"webhook registration failed: {status} {raw[:300]!r}")
-                    before = len(receiver.first_seen)
+                    with receiver.lock:
+                        receiver.first_seen.clear()  # message ids repeat across databases
                     r = wrk.run(service.port, "/", "writes.lua", args.writes_duration, auth=auth, threads=conns,
                                 connections=conns, env={"BENCH_HOT_IDS": ",".join(info.visible_sorted[: args.hot])})
                     seconds = r.raw["duration_us"] / 1e6
@@ -992,7 +996,7 @@ def mode_events(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, 
                     if variant == "on":
                         receiver.settle()
                         with receiver.lock:
-                            new = list(receiver.first_seen.values())[before:]
+                            new = list(receiver.first_seen.values())
                         latencies += new
                         line += f", {len(new)} events delivered"
                     log(line)

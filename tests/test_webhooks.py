@@ -32,14 +32,18 @@ class Receiver:
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        self.connections: set[tuple[str, int]] = set()
         self.answers: list[int] = []
         self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: a batch's deliveries share a connection
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with receiver.lock:
+                    receiver.connections.add(self.client_address)
                     status = receiver.answers.pop(0) if receiver.answers else 200
                     receiver.received.append({"headers": dict(self.headers), "body": body, "status": status, "at": time.time()})
                 self.send_response(status)
@@ -117,7 +121,7 @@ def test_a_registered_endpoint_receives_each_event_signed_and_the_log_shows_it(h
     department = create_department(hook_client, admin, name="Signed")
     assert hook_client.post(f"{API}/livechat/department/{department['_id']}/archive", headers=admin).status_code == 200
     assert _deliver(hook_app) == 2
-    assert len(receiver.received) == 2
+    assert len(receiver.received) == 2 and len(receiver.connections) == 1  # one kept-alive connection
     created, archived = (_verified(secret, item) for item in receiver.received)
     assert created["type"] == "department.created" and created["data"]["after"]["name"] == "Signed"
     assert archived["type"] == "department.archived" and archived["data"]["departmentId"] == department["_id"]
