@@ -252,22 +252,21 @@ def feed(connection: Connection, after: Cursor, limit: int) -> tuple[list[dict[s
 # --- one department's history --------------------------------------------------------------------
 
 
-def _group_of(table: Any = LOG) -> Any:
-    # A transaction: its id, or a lone hand-written row on SQLite (PostgreSQL always has the id).
-    return func.coalesce(table.c.tx, cast(table.c.version, String))
+# A transaction: its id, or a lone hand-written row on SQLite (PostgreSQL always has the id).
+TRANSACTION = func.coalesce(LOG.c.tx, cast(LOG.c.version, String))
 
 
 def history(connection: Connection, department_id: str, offset: int, limit: int | None) -> tuple[list[dict[str, Any]], int]:
     """The events of one department, newest first, and how many transactions changed it."""
     mine = LOG.c.department_id == department_id
-    group = _group_of().label("grp")
+    group = TRANSACTION.label("grp")
     groups = (
         select(group, func.max(LOG.c.tx).label("tx"), func.max(LOG.c.version).label("last"))
         .where(mine).group_by(group).order_by(func.max(LOG.c.version).desc()).offset(offset)
     )
     if limit is not None:
         groups = groups.limit(limit)
-    total = connection.scalar(select(func.count(func.distinct(_group_of()))).where(mine)) or 0
+    total = connection.scalar(select(func.count(func.distinct(TRANSACTION))).where(mine)) or 0
     events = []
     for _group, tx, last in connection.execute(groups).all():
         rows = _transaction_rows(connection, tx, last)
@@ -295,7 +294,8 @@ def prune(connection: Connection, older_than_ms: int) -> int:
     last = connection.scalar(select(func.max(LOG.c.version)).where(LOG.c.changed_at < older_than_ms))
     if last is None:
         return 0
-    # Whole transactions only: a version's rows go together.
+    # By version: PostgreSQL's transactions go whole; a SQLite transaction spans versions and
+    # may lose its first rows, as the feed's cursors from before `last` are refused anyway.
     removed = connection.execute(delete(LOG).where(LOG.c.version <= last)).rowcount
     if last > pruned_through(connection):
         connection.execute(update(EventState).where(EventState.id == 1).values(pruned_through=last))

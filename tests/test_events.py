@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 from conftest import API, FORBIDDEN_BODY, create_department, raw_connection, set_permission, set_setting
 
+import cli
+import department_service
+
 EXT = "/api/ext/v1/livechat"
 
 
@@ -72,6 +75,15 @@ def test_history_tells_who_changed_what_newest_first_and_outlives_the_department
 
     page = _history(client, auth.admin, department_id, "?offset=1&count=2")
     assert [event["kind"] for event in page["events"]] == ["updated", "archived"] and page["total"] == 5
+
+
+def test_the_command_line_is_named_as_the_actor(app, client, auth):
+    with app.app_context(), cli.database_session(write=True) as session:
+        department, _links = department_service.save_department(
+            session, None, {"name": "From the shell", "email": "a@b.c", "enabled": True, "showOnRegistration": True}, None, limit=0
+        )
+    (event,) = _history(client, auth.admin, department.id)["events"]
+    assert (event["kind"], event["actor"], event["after"]["name"]) == ("created", {"type": "cli"}, "From the shell")
 
 
 def test_history_and_feed_need_their_permission_which_permissions_update_can_give(client, auth):

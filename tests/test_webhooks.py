@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 import requests
+import sqlalchemy as sa
 from conftest import ADMIN_PASSWORD, API, FORBIDDEN_BODY, create_department
 from servers import Server, login, server_url
 from standardwebhooks.webhooks import Webhook
 
 import webhooks
+from models import EventState
 
 HOOKS = "/api/ext/v1/webhooks"
 LOOPBACK = "127.0.0.0/8"
@@ -230,6 +232,8 @@ def test_only_callers_with_the_webhook_permission_see_or_change_endpoints(hook_c
     assert hook_client.get(f"{HOOKS}/nope/deliveries", headers=admin).status_code == 400
     assert hook_client.delete(f"{HOOKS}/{hook_id}", headers=admin).status_code == 200
     assert hook_client.get(HOOKS, headers=admin).json["webhooks"] == []
+    with hook_client.application.extensions["db.engine"].connect() as connection:  # nobody listens: the outbox stops
+        assert connection.scalar(sa.select(EventState.dispatched)) is None
 
 
 def test_the_command_line_registers_and_lists_endpoints(hook_app, receiver):
