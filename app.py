@@ -24,8 +24,10 @@ def _env_int(name: str, default: int) -> int:
 def config_from_env() -> dict[str, Any]:
     """Every setting read from the environment (the README has the same table)."""
     import db
+    import webhooks
 
     return {
+        **webhooks.config_from_env(dict(os.environ)),
         "DATABASE_URL": db.database_url_from_env(ROOT),
         "SQLITE_SYNCHRONOUS": os.environ.get("SQLITE_SYNCHRONOUS", "FULL").upper(),
         "SQLITE_BUSY_TIMEOUT_MS": _env_int("SQLITE_BUSY_TIMEOUT_MS", 5000),
@@ -52,6 +54,7 @@ def config_from_env() -> dict[str, Any]:
         # docs/etags-and-idempotency.md
         "REQUIRE_IF_MATCH": os.environ.get("REQUIRE_IF_MATCH", "off").lower() in ("1", "on", "true", "yes"),
         "IDEMPOTENCY_KEY_TTL_SECONDS": _env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600),
+        "EVENT_RETENTION_DAYS": float(os.environ.get("EVENT_RETENTION_DAYS") or 365),
     }
 
 
@@ -67,11 +70,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     import department_routes
     import docs_routes
     import errors
+    import event_routes
     import observability
     import openapi
     import request_input
     import security
     import user_routes
+    import webhook_routes
     import workspace_routes
 
     app = Flask(__name__)
@@ -92,7 +97,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     request_input.init_app(app)  # the body read, then the worker's turn, before anything holds a connection or lock
     app.before_request(access.authenticate)
     app.before_request(request_input.reject_nul_characters)
-    for blueprint in (auth_routes.bp, user_routes.bp, workspace_routes.bp, department_routes.bp, docs_routes.bp):
+    for blueprint in (auth_routes.bp, user_routes.bp, workspace_routes.bp, department_routes.bp, docs_routes.bp, event_routes.bp, webhook_routes.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(admin_page_routes.bp)  # the admin web page, /admin/
     app.add_url_rule("/api/openapi.json", view_func=access.public(openapi.serve_document))

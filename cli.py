@@ -30,9 +30,11 @@ import account_service
 import backups
 import data_transfer
 import db
+import events
 import rocketchat_import
 import schemas
 import validation
+import webhooks
 from errors import ApiError
 from models import Role
 
@@ -344,3 +346,42 @@ def register(app: Flask) -> None:
                 bar.finish()
         echo_report(report, dry_run=dry_run)
 
+
+    @app.cli.command("prune-events")
+    @click.option("--days", type=click.FloatRange(min=0), default=None, help="Keep this many days (default: EVENT_RETENTION_DAYS, 365).")
+    @clear_errors
+    def prune_events(days: float | None) -> None:
+        """Forget department events older than the retention (their history and feed entries).
+
+        A feed cursor from before them is then refused (410): its client lists again."""
+        keep = current_app.config["EVENT_RETENTION_DAYS"] if days is None else days
+        with database_session(write=True) as session:
+            removed = events.prune(db.connection_of(session), events.now_ms() - int(keep * 86_400_000))
+            session.commit()
+        click.echo(f"{removed} change log rows older than {keep:g} days removed")
+
+    @app.cli.command("add-webhook")
+    @click.argument("url")
+    @click.option("--kind", "kinds", multiple=True, required=True, metavar="KIND", help=f"An event kind to send (repeatable): {', '.join(events.KINDS)}.")
+    @click.option("--department", "departments", multiple=True, metavar="ID", help="Only this department's events (repeatable; default: all).")
+    @clear_errors
+    def add_webhook(url: str, kinds: tuple[str, ...], departments: tuple[str, ...]) -> None:
+        """Register a webhook endpoint; prints its id and its signing secret (shown this once)."""
+        body: dict[str, Any] = {"url": url, "kinds": list(kinds)}
+        if departments:
+            body["departmentIds"] = list(departments)
+        data = validation.load(schemas.WebhookCreateSchema, body)
+        allowed = webhooks.parse_networks(current_app.config["WEBHOOK_ALLOWED_NETWORKS"])
+        with database_session(write=True) as session:
+            endpoint = webhooks.create_endpoint(session, data, allowed)
+        click.echo(f"webhook {endpoint.id} registered for {url}")
+        click.echo(f"secret (shown once): {endpoint.secret}")
+
+    @app.cli.command("list-webhooks")
+    @clear_errors
+    def list_webhooks() -> None:
+        """The registered webhook endpoints, one a line: id, state, kinds, URL."""
+        with database_session() as session:
+            for endpoint in webhooks.endpoints(session):
+                state = "enabled" if endpoint.enabled else f"disabled ({endpoint.disabled_reason})"
+                click.echo(f"{endpoint.id}\t{state}\t{','.join(endpoint.kinds)}\t{endpoint.url}")

@@ -57,6 +57,22 @@ def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
     prepare_database(create_app())
 
 
+def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    """Each worker delivers webhooks from a thread of its own (webhooks.Deliverer): no process
+    to start besides gunicorn; claims in the database keep the workers from doubling attempts."""
+    import webhooks
+
+    app = worker.wsgi
+    if getattr(app, "config", {}).get("WEBHOOKS"):  # not bench/ceiling_app.py, which shares this file
+        worker.webhook_deliverer = webhooks.Deliverer(app.extensions["db.engine"], app.config).start()
+
+
+def worker_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    deliverer = getattr(worker, "webhook_deliverer", None)
+    if deliverer is not None:
+        deliverer.stop()
+
+
 def prepare_metrics_directory() -> None:
     """METRICS=on with several workers: each worker writes its figures to files in
     PROMETHEUS_MULTIPROC_DIR and a scrape adds them up. It must be set before prometheus_client

@@ -128,7 +128,82 @@ class DepartmentChange(Base):
     tx: Mapped[str | None] = mapped_column(String(64))
     changed_at: Mapped[int] = mapped_column(BigInteger)  # epoch milliseconds
 
-    __table_args__ = (Index("ix_department_changes_department_id_version", "department_id", "version"),)
+    __table_args__ = (
+        Index("ix_department_changes_department_id_version", "department_id", "version"),
+        Index("ix_department_changes_tx", "tx"),  # a transaction's rows, for a department's history (events.py)
+    )
+
+
+# What an event can say happened to a department (events.py).
+EVENT_KINDS = ("created", "updated", "archived", "unarchived", "deleted", "agents-changed")
+
+
+class EventState(Base):
+    """One row: how far the change log was pruned (the feed refuses older cursors) and how far the
+    webhook dispatcher has turned events into deliveries (events.py, webhooks.py)."""
+
+    __tablename__ = "event_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pruned_through: Mapped[int] = mapped_column(BigInteger, default=0)
+    dispatched: Mapped[str | None] = mapped_column(String(40))  # a feed cursor; NULL: start at the head
+
+
+class WebhookEndpoint(Base):
+    """A URL that receives signed events (Standard Webhooks), registered by an admin."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True, default=object_id)
+    url: Mapped[str] = mapped_column(Text)
+    kinds: Mapped[list[str]] = mapped_column(JSON)
+    department_ids: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))  # NULL: every department
+    secret: Mapped[str] = mapped_column(String(80))  # "whsec_" + base64; shown once, kept to sign
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: the outbox row, sent until it is delivered or given up.
+
+    `claimed_until` (epoch ms) is the claim of the worker attempting it: at most one attempt at
+    a time; a worker killed mid-attempt leaves a claim that expires, and the event is sent again."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), Identity(), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(String(64))  # webhook-id: the same on every attempt
+    cursor: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(16))
+    department_id: Mapped[str] = mapped_column(String(ID_MAX))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[int] = mapped_column(BigInteger)  # epoch ms: when it entered the outbox
+    next_attempt_at: Mapped[int] = mapped_column(BigInteger)
+    claimed_until: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+    )
+
+
+class WebhookAttempt(Base):
+    """The delivery log: one row per attempt, with what the receiver answered and how fast."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), Identity(), primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True)
+    attempted_at: Mapped[int] = mapped_column(BigInteger)  # epoch ms
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
 
 
 class WriteContext(Base):

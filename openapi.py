@@ -92,6 +92,7 @@ ERROR_RESPONSES = {
     400: ("BadRequest", schemas.ErrorSchema, "Invalid parameters or a Rocket.Chat `error-…` failure"),
     401: ("Unauthorized", schemas.UnauthorizedSchema, "Missing or invalid `X-User-Id`/`X-Auth-Token`"),
     403: ("Forbidden", schemas.ErrorSchema, "The caller lacks a permission this action needs"),
+    410: ("Gone", schemas.ErrorSchema, "The cursor is older than the events kept (retention): list again, then follow the `cursor` given"),
     414: ("UriTooLong", schemas.ErrorSchema, "The request line (path and query) is longer than MAX_REQUEST_LINE_BYTES"),
     429: ("TooManyRequests", schemas.ErrorSchema, "Too many failed logins: retry after `Retry-After` seconds"),
     # docs/etags-and-idempotency.md

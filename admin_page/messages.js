@@ -151,6 +151,29 @@ export const MESSAGES = {
   confirmTakeAgent: "An agent who loses the role also leaves every department.",
   confirmTakeManager: "The user keeps their account and other roles.",
   confirmTake: "Remove role",
+
+  // a department's history
+  tabHistory: "History",
+  historyTitle: "Change history",
+  historyEmpty: "No changes recorded.",
+  historyRange: "Changes {from}–{to} of {total}",
+  historyKind_created: "Created",
+  historyKind_updated: "Changed",
+  historyKind_archived: "Archived",
+  historyKind_unarchived: "Unarchived",
+  historyKind_deleted: "Deleted",
+  "historyKind_agents-changed": "Agents changed",
+  historyByUser: "by {username}",
+  historyByCli: "from the command line",
+  historyByDatabase: "directly in the database",
+  historyFieldsCaption: "Fields before and after the change",
+  historyField: "Field",
+  historyBefore: "Before",
+  historyAfter: "After",
+  historyNoValue: "—",
+  historyAgentAdded: "{name} added (count {count}, order {order})",
+  historyAgentRemoved: "{name} removed",
+  historyAgentChanged: "{name}: count {count} → {newCount}, order {order} → {newOrder}",
 };
 
 /** The message `key`, with `{name}` replaced by params.name. */

@@ -29,6 +29,8 @@ export function capabilities(roles, permissionList) {
     listManagers: any("view-livechat-manager"),
     // POST and DELETE livechat/users/agent|manager
     changeRoles: any("view-livechat-manager"),
+    // GET ext/v1/livechat/department/:_id/history (event_routes.py)
+    viewHistory: any("view-livechat-department-history"),
   };
 }
 

@@ -4,17 +4,16 @@
 // its `render` module; the router, navigation and tabs follow from these lists.
 
 import { prefetchDepartmentList, renderDepartmentDetails, renderDepartmentList } from "./departments.js";
+import { renderDepartmentHistory } from "./history.js";
 import { renderPeople } from "./people.js";
 
 /**
  * The tabs of one department page, `#/departments/<id>/<tab>` (the first is the default).
- * The tab list is drawn only when more than one tab is visible. The change history of
- * issue 15 goes here once its API exists, e.g.
- *   {id: "history", label: "tabHistory", visible: (can) => can.viewHistory, render: renderDepartmentHistory}
- * with `viewHistory` in permissions.js and `tabHistory` in messages.js.
+ * The tab list is drawn only when more than one tab is visible.
  */
 export const DEPARTMENT_TABS = [
   { id: "details", label: "tabDetails", visible: () => true, render: renderDepartmentDetails },
+  { id: "history", label: "tabHistory", visible: (can) => can.viewHistory, render: renderDepartmentHistory },
 ];
 
 /**

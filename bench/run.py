@@ -46,10 +46,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -372,10 +373,10 @@ class Server:
             self._log = None
 
 
-def start_service(workdir: Path, database_url: str, workers: int, tag: str) -> Server:
+def start_service(workdir: Path, database_url: str, workers: int, tag: str, env: dict[str, str] | None = None) -> Server:
     server = Server(
         f"service-{tag}", ROOT / "gunicorn.conf.py", "app:app", workers=workers, workdir=workdir,
-        env={"DATABASE_URL": database_url, "ADMIN_PASS": ADMIN_PASS, "ADMIN_USERNAME": ADMIN_USER},
+        env={"DATABASE_URL": database_url, "ADMIN_PASS": ADMIN_PASS, "ADMIN_USERNAME": ADMIN_USER, **(env or {})},
     )
     server.start()
     return server
@@ -1029,6 +1030,167 @@ def mode_writes(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, 
 
 
 # ---------------------------------------------------------------------------
+# Mode: events (issue 15): writes with and without webhooks, delivery latency, the feed
+# ---------------------------------------------------------------------------
+
+
+class DeliveryReceiver:
+    """A webhook receiver on 127.0.0.1 in this process: notes when each message first arrived and
+    the time of the event it carries (the database's clock: the same machine)."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.first_seen: dict[str, float] = {}
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver would
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                arrived = time.time()
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                event_ms = json.loads(body)["data"]["time"]
+                with receiver.lock:
+                    receiver.first_seen.setdefault(self.headers["webhook-id"], arrived - _epoch(event_ms))
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def settle(self, quiet: float = 1.5, limit: float = 30) -> None:
+        """Wait until nothing new has arrived for `quiet` seconds (at most `limit`)."""
+        deadline, last_count, last_change = time.monotonic() + limit, -1, time.monotonic()
+        while time.monotonic() < deadline:
+            count = len(self.first_seen)
+            if count != last_count:
+                last_count, last_change = count, time.monotonic()
+            elif time.monotonic() - last_change > quiet:
+                return
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _epoch(rc_time: str) -> float:
+    return datetime.strptime(rc_time, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+def mode_events(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, Any]:
+    """The write workload (bench/writes.lua) without webhooks (WEBHOOKS=off, no endpoint) and with
+    an active endpoint (a receiver here), alternated per round; then 10,000 events read from the feed."""
+    conns = args.writes_connections
+    log(f"== events: writes without and with an active webhook endpoint, {args.rounds} rounds of "
+        f"{args.writes_duration}s each, {args.writes_workers} workers, on {'PostgreSQL' if args.database_url else 'SQLite'} ==")
+    receiver = DeliveryReceiver()
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    latencies: list[float] = []
+    failures: list[str] = []
+    try:
+        for round_no in range(args.rounds):
+            for variant in ("off", "on") if round_no % 2 == 0 else ("on", "off"):
+                database = BenchDatabase(args.database_url, workdir, f"events_{variant}_{round_no}")
+                service = None
+                try:
+                    info = seed_database(database.url, args.writes_departments)
+                    env = {"WEBHOOKS": variant, "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"}
+                    service = start_service(workdir, database.url, args.writes_workers, f"events-{variant}", env=env)
+                    auth = login(service.port)
+                    if variant == "on":
+                        body = json.dumps({"url": receiver.url, "kinds": list(models.EVENT_KINDS)}).encode()
+                        status, _, raw = http_request(service.port, "POST", "/api/ext/v1/webhooks", {**auth, "Content-Type": "application/json"}, body)
+                        if status != 200:
+                            raise BenchError(f"webhook registration failed: {status} {raw[:300]!r}")
+                    with receiver.lock:
+                        receiver.first_seen.clear()  # message ids repeat across databases
+                    r = wrk.run(service.port, "/", "writes.lua", args.writes_duration, auth=auth, threads=conns,
+                                connections=conns, env={"BENCH_HOT_IDS": ",".join(info.visible_sorted[: args.hot])})
+                    seconds = r.raw["duration_us"] / 1e6
+                    rate = (r.requests - r.non2xx) / seconds if seconds else 0.0
+                    rates[variant].append(rate)
+                    if r.non2xx or r.socket_errors:
+                        failures.append(f"events {variant}: {r.non2xx} non-2xx, {r.socket_errors} socket errors")
+                    line = f"round {round_no + 1} webhooks {variant}: {rate:.1f} 2xx/s"
+                    if variant == "on":
+                        receiver.settle()
+                        with receiver.lock:
+                            new = list(receiver.first_seen.values())
+                        latencies += new
+                        line += f", {len(new)} events delivered"
+                    log(line)
+                finally:
+                    if service is not None:
+                        service.stop()
+                    if not args.keep:
+                        database.drop()
+        feed = measure_feed(args, workdir)
+    finally:
+        receiver.close()
+    off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
+    ratio = on / off if off else 0.0
+    p50, p99 = _percentile(latencies, 0.50) * 1000, _percentile(latencies, 0.99) * 1000
+    log(f"writes/s median: without webhooks {off:.1f}, with an active endpoint {on:.1f}: ratio {ratio:.3f} (target >= 0.90)")
+    log(f"event -> first delivery attempt over {len(latencies)} events: p50 {p50:.0f} ms (target <= 1000), p99 {p99:.0f} ms (target <= 5000)")
+    log(f"feed: {feed['events']} events read in {feed['seconds'] * 1000:.0f} ms in pages of {feed['page']} (target <= 1000 ms)")
+    return {"writes_per_s": rates, "ratio": ratio, "delivery_p50_ms": p50, "delivery_p99_ms": p99,
+            "delivered": len(latencies), "feed": feed, "failures": failures}
+
+
+def measure_feed(args: argparse.Namespace, workdir: Path, total: int = 10_000, page: int = 1000) -> dict[str, Any]:
+    """`total` departments created in transactions of 100 (the change log's triggers make each a
+    `created` event), then read back from GET department.changes, `page` at a time, through a
+    real server."""
+    database = BenchDatabase(args.database_url, workdir, "events_feed")
+    service = None
+    try:
+        seed_database(database.url, 100)
+        engine = appdb.make_engine(database.url)
+        rng, now = random.Random(15), models.utcnow()
+        try:
+            for start in range(0, total, 100):
+                with engine.begin() as conn:
+                    conn.execute(models.Department.__table__.insert(), [
+                        {"id": _hex_id(rng, int(time.time())), "name": f"Feed {k}", "name_folded": f"feed {k}",
+                         "email": "feed@bench.example", "enabled": True, "show_on_registration": True, "extra": {},
+                         "type": "d", "archived": False, "num_agents": 0, "updated_at": now}
+                        for k in range(start, start + 100)
+                    ])
+        finally:
+            engine.dispose()
+        service = start_service(workdir, database.url, 1, "events-feed", env={"WEBHOOKS": "off"})
+        auth = login(service.port)
+        read, cursor, started = 0, "0", time.perf_counter()
+        while read < total:
+            status, _, raw = http_request(service.port, "GET", f"/api/ext/v1/livechat/department.changes?after={cursor}&limit={page}", auth)
+            if status != 200:
+                raise BenchError(f"feed answered {status}: {raw[:300]!r}")
+            body = json.loads(raw)
+            if not body["events"]:
+                break
+            read, cursor = read + len(body["events"]), body["cursor"]
+        return {"events": read, "seconds": time.perf_counter() - started, "page": page}
+    finally:
+        if service is not None:
+            service.stop()
+        if not args.keep:
+            database.drop()
+
+
+# ---------------------------------------------------------------------------
 # Mode: profile (in-process)
 # ---------------------------------------------------------------------------
 
@@ -1217,7 +1379,7 @@ def mode_profile(args: argparse.Namespace, wrk: Wrk | None, workdir: Path) -> di
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=("ratios", "growth", "writes", "profile", "etag", "all"), default="ratios")
+    p.add_argument("--mode", choices=("ratios", "growth", "writes", "profile", "etag", "events", "all"), default="ratios")
     p.add_argument("--database-url", help="PostgreSQL URL (default: a SQLite file in a temporary directory)")
     p.add_argument("--rounds", type=int, default=3, help="ratios: rounds, each runs service and ceiling once per workload (>= 3)")
     p.add_argument("--duration", type=float, default=5, help="seconds per wrk run (ratios, growth)")
@@ -1265,7 +1427,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         modes = ["ratios", "growth", "writes"] if args.mode == "all" else [args.mode]
         for mode in modes:
-            runner = {"ratios": mode_ratios, "growth": mode_growth, "writes": mode_writes, "profile": mode_profile, "etag": mode_etag}[mode]
+            runner = {"ratios": mode_ratios, "growth": mode_growth, "writes": mode_writes, "profile": mode_profile,
+                      "etag": mode_etag, "events": mode_events}[mode]
             try:
                 results[mode] = runner(args, wrk, workdir)  # type: ignore[arg-type]
             except BenchError as exc:

@@ -33,7 +33,7 @@ ADMIN_PASSWORD = "admin-password"
 CHEAP_HASHING = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 8, "ARGON2_PARALLELISM": 1}
 
 # Tables holding data a test may change, children first. `roles` never changes.
-DATA_TABLES = ("idempotency_keys", "department_changes", "write_context", "login_failures", "login_tokens", "department_agents", "user_roles", "users", "departments", "permissions", "settings")
+DATA_TABLES = ("idempotency_keys", "webhook_attempts", "webhook_deliveries", "webhook_endpoints", "event_state", "department_changes", "write_context", "login_failures", "login_tokens", "department_agents", "user_roles", "users", "departments", "permissions", "settings")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -103,7 +103,7 @@ class Template:
         with self.engine.connect() as conn:
             self.seeds = {
                 table: [dict(row) for row in conn.execute(sa.text(f"SELECT * FROM {table}")).mappings()]
-                for table in ("permissions", "settings")
+                for table in ("permissions", "settings", "event_state")
             }
 
     def drop(self) -> None:

@@ -520,6 +520,7 @@ def test_an_agent_sees_read_only_pages(server: Server, playwright_browser: Any, 
     expect(page.locator("dl.details")).to_contain_text("solved")
     assert page.locator("form, input, textarea").count() == 0
     expect(page.get_by_text("Your account may not see this department's agents.")).to_be_visible()
+    assert page.get_by_role("link", name="History").count() == 0  # no view-livechat-department-history
     ui.capture("department-read-only")
 
     ui.press("Agents", within="header")
@@ -530,6 +531,44 @@ def test_an_agent_sees_read_only_pages(server: Server, playwright_browser: Any, 
 
     page.goto(f"{server.base}/admin/#/managers")  # not theirs: back to the first section they may see
     page.get_by_role("heading", name="Departments").wait_for()
+    ui.close()
+
+
+@pytest.mark.e2e
+@needs_chromium
+def test_the_history_tab_shows_who_changed_what_and_when(server: Server, playwright_browser: Any, axe_source: str, backend: str) -> None:
+    headers = admin_headers(server.base)
+    agent = create_user(server.base, headers, "hanna", ["user", "livechat-agent"])
+    fields = {"name": "Billing", "email": "billing@example.com", "enabled": True, "showOnRegistration": True}
+    created = requests.post(f"{server.base}{API}/livechat/department", headers=headers, timeout=10, json={
+        "department": fields, "agents": [{"agentId": agent["_id"], "count": 0, "order": 0}],
+    })
+    assert created.status_code == 200, created.text
+    department_id = created.json()["department"]["_id"]
+    changed = requests.put(f"{server.base}{API}/livechat/department/{department_id}", headers=headers, timeout=10, json={
+        "department": {**fields, "name": "Billing EU"}, "agents": [{"agentId": agent["_id"], "count": 2, "order": 5}],
+    })
+    assert changed.status_code == 200, changed.text
+    archived = requests.post(f"{server.base}{API}/livechat/department/{department_id}/archive", headers=headers, timeout=10)
+    assert archived.status_code == 200, archived.text
+
+    ui = Browser(playwright_browser, server.base, f"history-{backend}", axe_source)
+    page = ui.page
+    page.goto(f"{server.base}/admin/#/departments/{department_id}/history")
+    sign_in_with_keyboard(ui, "admin", ADMIN_PASS)
+    page.get_by_role("heading", name="Change history").wait_for()
+    expect(page.locator("nav.tabs a")).to_have_text(["Details", "History"])
+    entries = page.locator("li.history-entry")
+    expect(entries).to_have_count(3)
+    expect(entries.nth(0).locator(".history-head")).to_contain_text("Archived by admin")
+    expect(entries.nth(1).locator(".history-head")).to_contain_text("Changed by admin")
+    expect(entries.nth(1).locator("table.history-diff tbody tr")).to_have_text([re.compile("^nameBillingBilling EU$")])
+    expect(entries.nth(1).locator(".history-agents")).to_have_text("hanna: count 0 → 2, order 0 → 5")
+    expect(entries.nth(2).locator(".history-head")).to_contain_text("Created by admin")
+    expect(entries.nth(2).locator(".history-agents")).to_have_text("hanna added (count 0, order 0)")
+    expect(page.locator(".pager .summary")).to_have_text("Changes 1–3 of 3")
+    assert page.locator("time").count() == 3
+    ui.capture("department-history")
     ui.close()
 
 

@@ -99,7 +99,11 @@ MISSING = {
     "department-not-found", "error-department-not-found", "[department-not-found]",
     "Department not found [error-department-not-found]", "Invalid user [error-invalid-user]", "error-invalid-user",
     "User not found", "Invalid permission", None,  # None: `{"success": false}` (an unknown user or setting)
+    "error-webhook-not-found", "error-webhook-delivery-not-found",
 }
+# A webhook URL of the documented shape is still refused when its host does not resolve to a
+# public address: an answer about DNS, not about the data's shape, counted like a missing resource.
+NOT_REACHABLE = ("error-invalid-webhook-url: the host does not resolve", "error-webhook-url-not-allowed")
 
 
 def names_a_missing_resource(response: Any) -> bool:
@@ -109,7 +113,9 @@ def names_a_missing_resource(response: Any) -> bool:
         body = response.json()
     except ValueError:
         return False
-    return isinstance(body, dict) and body.get("error") in MISSING
+    if not isinstance(body, dict):
+        return False
+    return body.get("error") in MISSING or str(body.get("error")).startswith(NOT_REACHABLE)
 
 
 def schema_mismatch(statuses: Counter[int]) -> str | None:
@@ -200,7 +206,9 @@ def test_in_process(app, client, auth, backend):
 def test_gunicorn(tmp_path):
     """Every operation over real HTTP: two gunicorn workers on a SQLite file of its own."""
     password = "fuzz-admin-pass-1"
-    with Server(f"sqlite:///{tmp_path / 'fuzz.db'}", tmp_path / "gunicorn.log", password) as server:
+    server = Server(f"sqlite:///{tmp_path / 'fuzz.db'}", tmp_path / "gunicorn.log", password)
+    server.env["WEBHOOKS"] = "off"  # endpoints registered with generated URLs must never be called
+    with server:
         headers = login(server.base, password)
 
         def post(path: str, body: dict[str, Any]) -> dict[str, Any]:

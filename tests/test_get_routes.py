@@ -13,6 +13,7 @@ from urllib.parse import quote
 from conftest import API, create_department
 
 import openapi
+import webhooks
 
 # GET `logout` writes on purpose (db.writes) and ends the session: it is called last.
 LAST = "/api/v1/logout"
@@ -28,6 +29,10 @@ def examples(ids: dict[str, str]) -> dict[str, list[str]]:
         "/admin/<filename>": ["/admin/app.js", "/admin/style.css", "/admin/icon.svg"],
         "/api/docs": ["/api/docs"],
         "/api/docs/<path:filename>": ["/api/docs/swagger-initializer.js"],
+        "/api/ext/v1/livechat/department.changes": ["/api/ext/v1/livechat/department.changes?limit=5", "/api/ext/v1/livechat/department.changes?after=0"],
+        "/api/ext/v1/livechat/department/<department_id>/history": [f"/api/ext/v1/livechat/department/{department}/history?count=5"],
+        "/api/ext/v1/webhooks": ["/api/ext/v1/webhooks"],
+        "/api/ext/v1/webhooks/<endpoint_id>/deliveries": [f"/api/ext/v1/webhooks/{ids['webhook']}/deliveries?count=5"],
         "/api/info": ["/api/info"],
         "/api/openapi.json": ["/api/openapi.json"],
         "/api/v1/livechat/agents/<agent_id>/departments": [
@@ -66,7 +71,9 @@ def test_every_get_route_answers_with_valid_input(app, client, auth):
     agent = auth.create_user("get.agent")
     assert client.post(f"{API}/livechat/users/agent", json={"username": "get.agent"}, headers=auth.admin).status_code == 200
     department = create_department(client, auth.admin, agents=[{"agentId": agent["_id"]}], name="Sales")
-    urls = examples({"department": department["_id"], "agent": agent["_id"]})
+    with app.app_context(), app.extensions["db.sessionmaker"]() as session:
+        hook = webhooks.create_endpoint(session, {"url": "http://127.0.0.1:9/", "kinds": ["created"]}, webhooks.parse_networks("127.0.0.0/8"))
+    urls = examples({"department": department["_id"], "agent": agent["_id"], "webhook": hook.id})
 
     endpoints = {rule.rule: rule.endpoint for rule in app.url_map.iter_rules() if "GET" in (rule.methods or ()) and rule.endpoint != "static"}
     rules = set(endpoints)
