@@ -97,7 +97,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     request_input.init_app(app)  # the body read, then the worker's turn, before anything holds a connection or lock
     app.before_request(access.authenticate)
     app.before_request(request_input.reject_nul_characters)
-    for blueprint in (auth_routes.bp, user_routes.bp, workspace_routes.bp, department_routes.bp, docs_routes.bp, event_routes.bp, webhook_routes.bp):
+    for blueprint in (
+        auth_routes.bp,
+        user_routes.bp,
+        workspace_routes.bp,
+        department_routes.bp,
+        docs_routes.bp,
+        event_routes.bp,
+        webhook_routes.bp,
+    ):
         app.register_blueprint(blueprint)
     app.register_blueprint(admin_page_routes.bp)  # the admin web page, /admin/
     app.add_url_rule("/api/openapi.json", view_func=access.public(openapi.serve_document))

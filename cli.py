@@ -236,7 +236,7 @@ def register(app: Flask) -> None:
             ]
             widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
             for row in rows:
-                click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+                click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
     @app.cli.command("backup")
     @click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
@@ -275,7 +275,11 @@ def register(app: Flask) -> None:
         bar = ProgressBar("Exporting")
         with database_session() as session:
             try:
-                document = data_transfer.export_document(session, with_password_hashes=with_password_hashes, progress=bar)
+                document = data_transfer.export_document(
+                    session,
+                    with_password_hashes=with_password_hashes,
+                    progress=bar,
+                )
             finally:
                 bar.finish()
         text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
@@ -348,7 +352,12 @@ def register(app: Flask) -> None:
 
 
     @app.cli.command("prune-events")
-    @click.option("--days", type=click.FloatRange(min=0), default=None, help="Keep this many days (default: EVENT_RETENTION_DAYS, 365).")
+    @click.option(
+        "--days",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="Keep this many days (default: EVENT_RETENTION_DAYS, 365).",
+    )
     @clear_errors
     def prune_events(days: float | None) -> None:
         """Forget department events older than the retention (their history and feed entries).
@@ -362,8 +371,21 @@ def register(app: Flask) -> None:
 
     @app.cli.command("add-webhook")
     @click.argument("url")
-    @click.option("--kind", "kinds", multiple=True, required=True, metavar="KIND", help=f"An event kind to send (repeatable): {', '.join(events.KINDS)}.")
-    @click.option("--department", "departments", multiple=True, metavar="ID", help="Only this department's events (repeatable; default: all).")
+    @click.option(
+        "--kind",
+        "kinds",
+        multiple=True,
+        required=True,
+        metavar="KIND",
+        help=f"An event kind to send (repeatable): {', '.join(events.KINDS)}.",
+    )
+    @click.option(
+        "--department",
+        "departments",
+        multiple=True,
+        metavar="ID",
+        help="Only this department's events (repeatable; default: all).",
+    )
     @clear_errors
     def add_webhook(url: str, kinds: tuple[str, ...], departments: tuple[str, ...]) -> None:
         """Register a webhook endpoint; prints its id and its signing secret (shown this once)."""

@@ -171,7 +171,10 @@ def _transaction_events(key: int, rows: list[Any]) -> list[dict[str, Any]]:
         if row.operation == "T":
             continue  # a PostgreSQL TRUNCATE: no rows to diff (docs: clients re-list)
         by_department.setdefault(row.department_id, []).append(row)
-    built = (_department_event(department_id, department_rows) for department_id, department_rows in by_department.items())
+    built = (
+        _department_event(department_id, department_rows)
+        for department_id, department_rows in by_department.items()
+    )
     events = [event for event in built if event is not None]
     for index, event in enumerate(events):
         event["cursor"] = f"{key}.{index}"
@@ -228,7 +231,8 @@ def feed(connection: Connection, after: Cursor, limit: int) -> tuple[list[dict[s
     position = after
     while len(events) < limit:
         condition = LOG.c.version >= start if inclusive else LOG.c.version > start
-        rows = connection.execute(select(*COLUMNS).where(condition).order_by(LOG.c.version, LOG.c.seq).limit(batch)).all()
+        query = select(*COLUMNS).where(condition).order_by(LOG.c.version, LOG.c.seq).limit(batch)
+        rows = connection.execute(query).all()
         groups = list(_transactions(rows))
         if len(rows) == batch:  # the last transaction may go on past the batch
             if len(groups) == 1:
@@ -256,7 +260,12 @@ def feed(connection: Connection, after: Cursor, limit: int) -> tuple[list[dict[s
 TRANSACTION = func.coalesce(LOG.c.tx, cast(LOG.c.version, String))
 
 
-def history(connection: Connection, department_id: str, offset: int, limit: int | None) -> tuple[list[dict[str, Any]], int]:
+def history(
+    connection: Connection,
+    department_id: str,
+    offset: int,
+    limit: int | None,
+) -> tuple[list[dict[str, Any]], int]:
     """The events of one department, newest first, and how many transactions changed it."""
     mine = LOG.c.department_id == department_id
     group = TRANSACTION.label("grp")
@@ -270,7 +279,9 @@ def history(connection: Connection, department_id: str, offset: int, limit: int 
     events = []
     for _group, tx, last in connection.execute(groups).all():
         rows = _transaction_rows(connection, tx, last)
-        events += [event for event in _transaction_events(rows[0].version, rows) if event["departmentId"] == department_id]
+        events += [
+            event for event in _transaction_events(rows[0].version, rows) if event["departmentId"] == department_id
+        ]
     return events, total
 
 

@@ -92,7 +92,11 @@ ERROR_RESPONSES = {
     400: ("BadRequest", schemas.ErrorSchema, "Invalid parameters or a Rocket.Chat `error-…` failure"),
     401: ("Unauthorized", schemas.UnauthorizedSchema, "Missing or invalid `X-User-Id`/`X-Auth-Token`"),
     403: ("Forbidden", schemas.ErrorSchema, "The caller lacks a permission this action needs"),
-    410: ("Gone", schemas.ErrorSchema, "The cursor is older than the events kept (retention): list again, then follow the `cursor` given"),
+    410: (
+        "Gone",
+        schemas.ErrorSchema,
+        "The cursor is older than the events kept (retention): list again, then follow the `cursor` given",
+    ),
     414: ("UriTooLong", schemas.ErrorSchema, "The request line (path and query) is longer than MAX_REQUEST_LINE_BYTES"),
     429: ("TooManyRequests", schemas.ErrorSchema, "Too many failed logins: retry after `Retry-After` seconds"),
     # docs/etags-and-idempotency.md
@@ -168,19 +172,27 @@ def _operation(rule: Rule, method: str, view: Callable[..., Any], meta: Doc, man
         success: dict[str, Any] = {"schema": meta.response}
     else:
         success = {"schema": {"type": "object"} if meta.media_type == "application/json" else {"type": "string"}}
-    operation["responses"] = {"200": {"description": summary.strip() or "Success", "content": {meta.media_type: success}}}
+    operation["responses"] = {
+        "200": {"description": summary.strip() or "Success", "content": {meta.media_type: success}},
+    }
     # gunicorn refuses a request line longer than MAX_REQUEST_LINE_BYTES before the app sees it,
     # which a long enough query string reaches (e.g. many listByIds `ids[]`).
     errors = (*meta.errors, 414) if meta.query is not None else meta.errors
     if meta.etag:
         operation["responses"]["200"]["headers"] = {"ETag": ETAG_HEADER}
-        operation["responses"]["304"] = {"description": "Not modified: the ETag is still current", "headers": {"ETag": ETAG_HEADER}}
+        operation["responses"]["304"] = {
+            "description": "Not modified: the ETag is still current",
+            "headers": {"ETag": ETAG_HEADER},
+        }
     if meta.if_match:
         errors = (*errors, 412, 428)
     if getattr(view, "idempotent", False):
         errors = (*errors, 409, 422)
         operation["responses"]["200"]["headers"] = {
-            "Idempotent-Replayed": {"description": "`true` on a replayed answer", "schema": {"type": "string", "enum": ["true"]}}
+            "Idempotent-Replayed": {
+                "description": "`true` on a replayed answer",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
         }
     for status in errors:
         operation["responses"][str(status)] = {"$ref": f"#/components/responses/{ERROR_RESPONSES[status][0]}"}
@@ -191,7 +203,13 @@ def _operation(rule: Rule, method: str, view: Callable[..., Any], meta: Doc, man
 def _header_parameters(view: Callable[..., Any], meta: Doc) -> list[dict[str, Any]]:
     names = (["If-None-Match"] if meta.etag else []) + (["If-Match"] if meta.if_match else [])
     headers = [
-        {"in": "header", "name": name, "required": False, "description": CONDITIONAL_HEADERS[name], "schema": {"type": "string"}}
+        {
+            "in": "header",
+            "name": name,
+            "required": False,
+            "description": CONDITIONAL_HEADERS[name],
+            "schema": {"type": "string"},
+        }
         for name in names
     ]
     return headers + ([IDEMPOTENCY_KEY] if getattr(view, "idempotent", False) else [])
@@ -241,7 +259,10 @@ def build_spec(app: Flask) -> dict[str, Any]:
 # --- what the validation enforces beyond the marshmallow fields (tests/test_fuzz.py: data generated
 # as valid from the document must be accepted) ---
 
-PATH_ENUMS = {"user_type": sorted(account_service.LIVECHAT_ROLES), "setting_id": sorted(workspace_service.SETTING_TYPES)}
+PATH_ENUMS = {
+    "user_type": sorted(account_service.LIVECHAT_ROLES),
+    "setting_id": sorted(workspace_service.SETTING_TYPES),
+}
 # Which fields `sort` takes, per query schema (the rule itself: schemas.parse_sort with the same maps).
 SORTABLE: dict[type[Schema], Iterable[str]] = {
     schemas.DepartmentListQuerySchema: department_service.DEPARTMENT_SORT,

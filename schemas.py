@@ -203,9 +203,18 @@ _USERNAME = re.compile(r"^[0-9a-zA-Z_.@-]+$")
 class UserCreateSchema(AjvSchema):
     """`users.create` body (Rocket.Chat's UserCreateParamsPOST)."""
 
-    email = AjvString(required=True, validate=validate.Length(max=models.EMAIL_MAX, error="must NOT have more than {max} characters"))
-    name = AjvString(required=True, validate=validate.Length(max=models.NAME_MAX, error="must NOT have more than {max} characters"))
-    password = AjvString(required=True, validate=validate.Length(min=1, max=1024, error="must NOT have fewer than {min} characters"))
+    email = AjvString(
+        required=True,
+        validate=validate.Length(max=models.EMAIL_MAX, error="must NOT have more than {max} characters"),
+    )
+    name = AjvString(
+        required=True,
+        validate=validate.Length(max=models.NAME_MAX, error="must NOT have more than {max} characters"),
+    )
+    password = AjvString(
+        required=True,
+        validate=validate.Length(min=1, max=1024, error="must NOT have fewer than {min} characters"),
+    )
     username = AjvString(required=True, validate=[
         validate.Length(min=1, max=models.USERNAME_MAX, error="must NOT have more than {max} characters"),
         validate.Regexp(_USERNAME, error="must match pattern \"^[0-9a-zA-Z_.@-]+$\""),
@@ -445,7 +454,8 @@ class DepartmentUpdateSchema(MatchSchema):
     )
     fallbackForwardDepartment = fields.String(validate=validate.Length(max=models.ID_MAX))
     departmentsAllowedToForward = fields.List(
-        fields.String(validate=validate.Length(max=models.ID_MAX)), validate=validate.Length(max=MAX_FORWARD_DEPARTMENTS)
+        fields.String(validate=validate.Length(max=models.ID_MAX)),
+        validate=validate.Length(max=MAX_FORWARD_DEPARTMENTS),
     )
     allowReceiveForwardOffline = fields.Boolean()
     offlineMessageChannelName = fields.String(validate=validate.Length(max=models.TEXT_MAX))
@@ -595,7 +605,10 @@ class DepartmentCreateSchema(AjvSchema):
 class DepartmentListQuerySchema(PaginationSchema):
     """Query of `GET livechat/department` and `livechat/departments/archived`."""
 
-    text = AjvString(allow_none=True, validate=validate.Length(max=models.NAME_MAX, error="must NOT have more than {max} characters"))
+    text = AjvString(
+        allow_none=True,
+        validate=validate.Length(max=models.NAME_MAX, error="must NOT have more than {max} characters"),
+    )
     enabled = AjvString(allow_none=True)
     onlyMyDepartments = AjvString(
         allow_none=True, validate=validate.OneOf(["true", "false"], error="must be equal to one of the allowed values")
@@ -873,7 +886,10 @@ class DepartmentChangesQuerySchema(AjvSchema):
     after = AjvString(allow_none=True, validate=validate.Regexp(CURSOR_PATTERN, error="must match pattern \"{regex}\""))
     limit = AjvNumber(
         allow_none=True,
-        validate=[validate.Range(min=1, error="must be >= 1"), validate.Range(max=FEED_MAX_LIMIT, error="must be <= {max}")],
+        validate=[
+            validate.Range(min=1, error="must be >= 1"),
+            validate.Range(max=FEED_MAX_LIMIT, error="must be <= {max}"),
+        ],
     )
 
 
@@ -956,12 +972,20 @@ class WebhookCreateSchema(AjvSchema):
         metadata={"pattern": WEBHOOK_URL_PATTERN},
     )
     kinds = fields.List(
-        fields.String(validate=validate.OneOf(list(models.EVENT_KINDS), error="must be equal to one of the allowed values")),
+        fields.String(
+            validate=validate.OneOf(list(models.EVENT_KINDS), error="must be equal to one of the allowed values"),
+        ),
         required=True,
-        validate=validate.Length(min=1, max=len(list(models.EVENT_KINDS)), error="must have between {min} and {max} items"),
+        validate=validate.Length(
+            min=1,
+            max=len(list(models.EVENT_KINDS)),
+            error="must have between {min} and {max} items",
+        ),
     )
     departmentIds = fields.List(
-        fields.String(validate=validate.Length(min=1, max=models.ID_MAX, error="must NOT have more than {max} characters")),
+        fields.String(
+            validate=validate.Length(min=1, max=models.ID_MAX, error="must NOT have more than {max} characters"),
+        ),
         allow_none=True,
         validate=validate.Length(min=1, max=WEBHOOK_DEPARTMENTS_MAX, error="must have between {min} and {max} items"),
     )

@@ -156,7 +156,11 @@ def deliveries(session: Session, endpoint_id: str, offset: int, limit: int | Non
     rows = list(session.scalars(page.limit(limit) if limit is not None else page))
     attempts: dict[int, list[WebhookAttempt]] = {}
     if rows:
-        found = select(WebhookAttempt).where(WebhookAttempt.delivery_id.in_([row.id for row in rows])).order_by(WebhookAttempt.id)
+        found = (
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_([row.id for row in rows]))
+            .order_by(WebhookAttempt.id)
+        )
         for attempt in session.scalars(found):
             attempts.setdefault(attempt.delivery_id, []).append(attempt)
     return [{"delivery": row, "attempts": attempts.get(row.id, [])} for row in rows], total
@@ -165,7 +169,8 @@ def deliveries(session: Session, endpoint_id: str, offset: int, limit: int | Non
 def redeliver(session: Session, endpoint_id: str, delivery_id: str) -> None:
     """Send a delivery again now (its retries start over), whatever became of it."""
     # An id is a positive 64-bit integer; anything else names no delivery (never an overflow).
-    found = session.get(WebhookDelivery, int(delivery_id)) if delivery_id.isascii() and delivery_id.isdigit() and len(delivery_id) <= 18 else None
+    well_formed = delivery_id.isascii() and delivery_id.isdigit() and len(delivery_id) <= 18
+    found = session.get(WebhookDelivery, int(delivery_id)) if well_formed else None
     if found is None or found.endpoint_id != endpoint_id:
         raise ApiError.plain("error-webhook-delivery-not-found")
     found.status, found.next_attempt_at, found.attempts = "pending", now_ms(), 0
@@ -219,22 +224,31 @@ def dispatch(engine: Engine, done: list[Batch], schedule: Sequence[int]) -> tupl
         ).all()
         found, position = events.feed(plain, events.Cursor.parse(dispatched), DISPATCH_BATCH) if active else ([], head)
     now = now_ms()
-    pairs = [(event, endpoint) for event in found for endpoint in active if events.matches(event, endpoint.kinds, endpoint.department_ids)]
+    pairs = [
+        (event, endpoint)
+        for event in found
+        for endpoint in active
+        if events.matches(event, endpoint.kinds, endpoint.department_ids)
+    ]
     rows = [
         {
             "endpoint_id": endpoint.id, "message_id": message_id(event["cursor"]), "cursor": event["cursor"],
             "kind": event["kind"], "department_id": event["departmentId"], "payload": payload(event),
-            "status": "pending", "attempts": 0, "created_at": now, "next_attempt_at": now, "claimed_until": now + CLAIM_MS,
+            "status": "pending", "attempts": 0, "created_at": now, "next_attempt_at": now,
+            "claimed_until": now + CLAIM_MS,
         }
         for event, endpoint in pairs
     ]
     with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, connection.begin():
         record_in(connection, done, schedule)
         done.clear()
-        current = connection.scalar(select(EventState.dispatched).where(EventState.id == 1).with_for_update(skip_locked=True))
+        current = connection.scalar(
+            select(EventState.dispatched).where(EventState.id == 1).with_for_update(skip_locked=True)
+        )
         if current != dispatched:
             return 0, []  # another worker holds the row or moved the cursor: its deliveries, not ours
-        ids = list(connection.scalars(insert(WebhookDelivery).returning(WebhookDelivery.id, sort_by_parameter_order=True), rows)) if rows else []
+        returning_ids = insert(WebhookDelivery).returning(WebhookDelivery.id, sort_by_parameter_order=True)
+        ids = list(connection.scalars(returning_ids, rows)) if rows else []
         connection.execute(update(EventState).where(EventState.id == 1).values(dispatched=str(position)))
     claimed = [
         Claimed(delivery_id, row["message_id"], row["payload"], 0, endpoint.id, endpoint.url, endpoint.secret)
@@ -245,7 +259,10 @@ def dispatch(engine: Engine, done: list[Batch], schedule: Sequence[int]) -> tupl
 
 def payload(event: dict[str, Any]) -> str:
     """The body sent: Standard Webhooks' envelope around the event."""
-    return json.dumps({"type": f"department.{event['kind']}", "timestamp": event["time"], "data": event}, separators=(",", ":"))
+    return json.dumps(
+        {"type": f"department.{event['kind']}", "timestamp": event["time"], "data": event},
+        separators=(",", ":"),
+    )
 
 
 # --- delivery -------------------------------------------------------------------------------------
@@ -326,7 +343,9 @@ def claim_due(engine: Engine, limit: int = CLAIM_BATCH) -> list[Any]:
         ids = list(connection.scalars(due.with_for_update(of=WebhookDelivery, skip_locked=True)))
         if not ids:
             return []
-        connection.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).values(claimed_until=now + CLAIM_MS))
+        connection.execute(
+            update(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).values(claimed_until=now + CLAIM_MS)
+        )
         return connection.execute(
             select(WebhookDelivery.id, WebhookDelivery.message_id, WebhookDelivery.payload, WebhookDelivery.attempts,
                    WebhookEndpoint.id.label("endpoint_id"), WebhookEndpoint.url, WebhookEndpoint.secret)
@@ -401,10 +420,15 @@ def record_in(connection: Connection, batches: Sequence[Batch], schedule: Sequen
                 "b_id": outcome.delivery.id, "attempts": attempts, "claimed_until": 0,
                 "last_status_code": outcome.status_code, "last_error": outcome.error,
                 "status": "delivered" if outcome.error is None else "failed" if gave_up else "pending",
-                "next_attempt_at": now + (schedule[attempts - 1] * 1000 if outcome.error is not None and not gave_up else 0),
+                "next_attempt_at": (
+                    now + (schedule[attempts - 1] * 1000 if outcome.error is not None and not gave_up else 0)
+                ),
             })
             if gave_up:
-                reason = f"delivery {outcome.delivery.message_id} failed {attempts} times over {sum(schedule)} s; last: {outcome.error}"
+                reason = (
+                    f"delivery {outcome.delivery.message_id} failed {attempts} times over {sum(schedule)} s; "
+                    f"last: {outcome.error}"
+                )
                 connection.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == outcome.delivery.endpoint_id)
                                    .values(enabled=False, disabled_reason=reason))
                 log.warning("webhook endpoint %s disabled: %s", outcome.delivery.endpoint_id, reason)
@@ -423,7 +447,8 @@ class Deliverer:
     def __init__(self, engine: Engine, config: dict[str, Any]) -> None:
         self.engine = engine
         url = engine.url.render_as_string(hide_password=True)
-        self.lock_path = os.path.join(tempfile.gettempdir(), f"departments-webhooks-{hashlib.sha256(url.encode()).hexdigest()[:16]}.lock")
+        url_hash = hashlib.sha256(url.encode()).hexdigest()[:16]
+        self.lock_path = os.path.join(tempfile.gettempdir(), f"departments-webhooks-{url_hash}.lock")
         self.poll = config["WEBHOOK_POLL_MS"] / 1000
         self.allowed = parse_networks(config["WEBHOOK_ALLOWED_NETWORKS"])
         self.schedule = tuple(config["WEBHOOK_RETRY_SCHEDULE"])
@@ -521,7 +546,9 @@ def config_from_env(environ: dict[str, str]) -> dict[str, Any]:
         "WEBHOOKS": environ.get("WEBHOOKS", "on").lower() not in ("0", "off", "false", "no"),
         "WEBHOOK_POLL_MS": int(environ.get("WEBHOOK_POLL_MS") or 200),
         "WEBHOOK_ALLOWED_NETWORKS": environ.get("WEBHOOK_ALLOWED_NETWORKS", ""),
-        "WEBHOOK_RETRY_SCHEDULE": [int(part) for part in schedule.split(",")] if schedule else list(RETRY_SCHEDULE_SECONDS),
+        "WEBHOOK_RETRY_SCHEDULE": (
+            [int(part) for part in schedule.split(",")] if schedule else list(RETRY_SCHEDULE_SECONDS)
+        ),
     }
 
 

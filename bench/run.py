@@ -617,7 +617,7 @@ def mode_ratios(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, 
         workloads = {name: workload for name, workload in workloads.items() if name in args.workloads}
         servers = {"service": service, "ceiling": ceiling}
         if args.warmup:
-            for name, (target, script, env) in workloads.items():
+            for _name, (target, script, env) in workloads.items():
                 for server in servers.values():
                     wrk.run(server.port, target, script, args.warmup, auth=auth, env=env)
         results: dict[str, list[dict[str, Any]]] = {w: [] for w in workloads}
@@ -858,7 +858,7 @@ def mode_growth(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, 
                 }
                 results[q] = {}
                 for variant, (target, script, env) in variants.items():
-                    run = lambda d: wrk.run(  # noqa: E731
+                    run = lambda d, service=service, target=target, script=script, auth=auth, env=env: wrk.run(  # noqa: E731
                         service.port, target, script, d, auth=auth, env=env, threads=1, connections=args.growth_connections
                     )
                     if args.warmup:

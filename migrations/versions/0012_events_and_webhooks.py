@@ -100,12 +100,19 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_webhook_attempts_delivery_id"), "webhook_attempts", ["delivery_id"])
     permissions = sa.table(
-        "permissions", sa.column("id", sa.String), sa.column("roles", sa.JSON), sa.column("updated_at", sa.DateTime(timezone=True))
+        "permissions",
+        sa.column("id", sa.String),
+        sa.column("roles", sa.JSON),
+        sa.column("updated_at", sa.DateTime(timezone=True)),
     )
     existing = set(op.get_bind().scalars(sa.select(permissions.c.id).where(permissions.c.id.in_(PERMISSIONS))))
     op.bulk_insert(
         permissions,
-        [{"id": name, "roles": roles, "updated_at": datetime.now(UTC)} for name, roles in PERMISSIONS.items() if name not in existing],
+        [
+            {"id": name, "roles": roles, "updated_at": datetime.now(UTC)}
+            for name, roles in PERMISSIONS.items()
+            if name not in existing
+        ],
     )
 
 
