@@ -299,6 +299,16 @@ def raw_connection(database_url: str) -> Any:
     return psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
 
 
+def write_by_hand(database_url: str, statement: str, values: tuple = ()) -> None:
+    """Run one statement (`?` placeholders) and commit it through `raw_connection`: a hand edit."""
+    connection = raw_connection(database_url)
+    try:
+        connection.cursor().execute(statement.replace("?", "%s") if database_url.startswith("postgresql") else statement, values)
+        connection.commit()
+    finally:
+        connection.close()
+
+
 class Clock:
     """`account_service.now`, moved by hand (token lifetimes, login throttling windows)."""
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from conftest import API, create_department, raw_connection
+from conftest import API, create_department, write_by_hand
 
 import cli
 import db
@@ -23,15 +23,6 @@ def _state(app) -> tuple[int, list[DepartmentChange]]:
         version = session.scalar(sa.select(DataVersion.version).where(DataVersion.id == db.DATA))
         rows = list(session.scalars(sa.select(DepartmentChange).order_by(DepartmentChange.seq)))
         return version, rows
-
-
-def _by_hand(database_url: str, statement: str, values: tuple = ()) -> None:
-    connection = raw_connection(database_url)
-    try:
-        connection.cursor().execute(statement.replace("?", "%s") if database_url.startswith("postgresql") else statement, values)
-        connection.commit()
-    finally:
-        connection.close()
 
 
 def test_a_write_through_the_api_is_logged_with_its_caller_as_one_transaction(app, client, auth, backend):
@@ -67,7 +58,7 @@ def test_a_write_through_the_api_is_logged_with_its_caller_as_one_transaction(ap
 def test_a_hand_edit_is_logged_without_an_actor_and_moves_the_version(app, client, auth, database_url):
     department = create_department(client, auth.admin, name="Sales")
     version_before, rows_before = _state(app)
-    _by_hand(database_url, "UPDATE departments SET description = ? WHERE id = ?", ("by hand", department["_id"]))
+    write_by_hand(database_url, "UPDATE departments SET description = ? WHERE id = ?", ("by hand", department["_id"]))
     version, rows = _state(app)
     (row,) = rows[len(rows_before):]
     assert (row.department_id, row.subject, row.operation, row.actor) == (department["_id"], "department", "U", None)
@@ -94,7 +85,7 @@ def test_a_failed_write_and_a_write_that_changes_nothing_leave_no_trace(app, cli
         headers=auth.admin,
     )
     assert response.status_code == 400  # refused after the department was read and locked: rolled back
-    _by_hand(database_url, "UPDATE departments SET name = name")
+    write_by_hand(database_url, "UPDATE departments SET name = name")
     version, rows = _state(app)
     assert (version, len(rows)) == (before[0], len(before[1]))
 
@@ -108,7 +99,7 @@ def test_no_write_context_outlives_its_transaction(app, client, auth):
 
 def test_a_hand_rename_is_found_by_a_case_insensitive_search(client, auth, backend, database_url):
     department = create_department(client, auth.admin, name="Support")
-    _by_hand(database_url, "UPDATE departments SET name = ? WHERE id = ?", ("Ärger Straße", department["_id"]))
+    write_by_hand(database_url, "UPDATE departments SET name = ? WHERE id = ?", ("Ärger Straße", department["_id"]))
     # SQLite folds a hand-renamed name with Python's casefold, as the service folds every name;
     # PostgreSQL with lower(), which leaves "ß" alone, so there "STRASSE" finds it only once the
     # service has saved the name (docs/compatibility.md §D.18).
@@ -126,7 +117,7 @@ def test_a_truncate_on_postgresql_counts_as_a_change_of_every_department(app, cl
         pytest.skip("SQLite has no TRUNCATE")
     create_department(client, auth.admin, name="Gone")
     assert client.get(f"{LIVECHAT}/department", headers=auth.admin).json["total"] == 1  # cached
-    _by_hand(database_url, "TRUNCATE departments CASCADE")
+    write_by_hand(database_url, "TRUNCATE departments CASCADE")
     _, rows = _state(app)
     assert {(row.department_id, row.operation) for row in rows[-2:]} == {("*", "T")}
     assert client.get(f"{LIVECHAT}/department", headers=auth.admin).json["total"] == 0

@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 import pytest
-from conftest import API, FORBIDDEN_BODY, create_department, raw_connection, set_permission, set_setting
+from conftest import API, FORBIDDEN_BODY, create_department, set_permission, set_setting, write_by_hand
 
 import cli
 import department_service
@@ -28,15 +28,6 @@ def _feed(client, headers, after: str | None = None, limit: int = 1000) -> tuple
     return response.json["events"], response.json["cursor"]
 
 
-def _by_hand(database_url: str, statement: str, values: tuple = ()) -> None:
-    connection = raw_connection(database_url)
-    try:
-        connection.cursor().execute(statement.replace("?", "%s") if database_url.startswith("postgresql") else statement, values)
-        connection.commit()
-    finally:
-        connection.close()
-
-
 def test_history_tells_who_changed_what_newest_first_and_outlives_the_department(client, auth, database_url):
     set_setting(client, auth.admin, "Omnichannel_enable_department_removal", True)
     agent = auth.create_user("agent.one", ["livechat-agent"])
@@ -50,7 +41,7 @@ def test_history_tells_who_changed_what_newest_first_and_outlives_the_department
     )
     assert response.status_code == 200, response.json
     assert client.post(f"{API}/livechat/department/{department_id}/archive", headers=auth.admin).status_code == 200
-    _by_hand(database_url, "UPDATE departments SET description = ? WHERE id = ?", ("by hand", department_id))
+    write_by_hand(database_url, "UPDATE departments SET description = ? WHERE id = ?", ("by hand", department_id))
     assert client.delete(f"{API}/livechat/department/{department_id}", headers=auth.admin).status_code == 200
 
     body = _history(client, auth.admin, department_id)
@@ -238,7 +229,7 @@ def test_the_feed_applied_to_an_empty_mirror_after_random_writes_equals_the_list
             client.delete(f"{API}/livechat/users/agent/{agent['_id']}", headers=auth.admin)
             client.post(f"{API}/livechat/users/agent", json={"username": agent["username"]}, headers=auth.admin)
         elif action == "hand":
-            _by_hand(database_url, "UPDATE departments SET description = ?, enabled = ? WHERE id = ?",
+            write_by_hand(database_url, "UPDATE departments SET description = ?, enabled = ? WHERE id = ?",
                      (f"hand {step}", rng.random() < 0.5, rng.choice(ids)))
         else:  # a mirror following as it goes, not only at the end
             events, cursor = _feed(client, auth.admin, cursor, limit=rng.randint(1, 7))
