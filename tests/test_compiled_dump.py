@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
+from conftest import create_department
 
+import department_service
 import models
 import schemas
 import validation
@@ -77,3 +79,21 @@ def test_schemas_with_fields_that_cannot_be_copied_are_refused():
 
     with pytest.raises(TypeError, match="cannot be compiled"):
         Bad().dump(SimpleNamespace())
+
+
+def test_rows_of_a_result_dump_as_marshmallow_dumps_them(app, client, auth):
+    """The service dumps Core rows, read by column position indexed once per result: the same
+    dicts, in the same key order, as marshmallow's dump of each row, one by one or as a list."""
+    create_department(client, auth.admin, name="Plain")
+    create_department(
+        client, auth.admin, name="Full", description="d", chatClosingTags=["a"], departmentsAllowedToForward=[],
+        showOnOfflineForm=True, customField="kept",
+    )
+    schema = schemas.DepartmentSchema()
+    with app.extensions["db.sessionmaker"]() as session:
+        rows = session.connection().execute(department_service.DEPARTMENT_ROW.order_by(models.Department.name)).all()
+    expected = [_marshmallow_dump(schema, row) for row in rows]
+    assert len(rows) == 2 and expected[0] != expected[1]
+    for dumped in (schema.dump(rows, many=True), [schema.dump(row) for row in rows]):
+        assert dumped == expected
+        assert [list(item) for item in dumped] == [list(item) for item in expected]  # key order
