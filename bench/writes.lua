@@ -11,11 +11,13 @@
 -- flight when wrk stops, or one cut by a socket error) is "uncertain": either outcome is accepted.
 -- (wrk also calls request() once on the first thread's state to check the script, and never sends
 -- that request: it shows up as one uncertain create of thread 1, "bw-t1-1".)
+-- With BENCH_RUN set (several runs on one database), names are "bw-r<run>-t<thread>-<attempt>".
 local common = require("common")
 
 local HOT = {}
 for id in string.gmatch(os.getenv("BENCH_HOT_IDS") or "", "[^,]+") do HOT[#HOT + 1] = id end
 local headers = common.auth_headers({ ["Content-Type"] = "application/json" })
+local name_prefix = os.getenv("BENCH_RUN") and ("bw-r" .. os.getenv("BENCH_RUN") .. "-t") or "bw-t"
 local tid, attempts
 
 setup = common.setup
@@ -43,7 +45,7 @@ request = function()
   end
   attempts = attempts + 1
   if attempts % 3 == 1 then
-    in_flight_kind, in_flight_name = "create", string.format("bw-t%d-%d", tid, attempts)
+    in_flight_kind, in_flight_name = "create", string.format("%s%d-%d", name_prefix, tid, attempts)
     local body = string.format(
       '{"department":{"name":"%s","email":"writes@bench.example","enabled":true,"showOnRegistration":true}}',
       in_flight_name)
