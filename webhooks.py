@@ -28,13 +28,12 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, Engine, bindparam, column, func, insert, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import JSON, Connection, Engine, bindparam, column, func, insert, select, update
 from sqlalchemy.orm import Session
 
 import events
@@ -256,27 +255,35 @@ def dispatch(engine: Engine, done: list[Batch], schedule: Sequence[int]) -> tupl
 
 
 # --- statements on a batch of rows ---------------------------------------------------------------
-# On PostgreSQL each takes the whole batch as one JSON document (`rows`): a multi-row VALUES as
-# long as the batch is parsed again by the driver every round (psycopg caches short statements
-# only), and executemany pays SQLAlchemy's per-row work; each cost about a tenth of a millisecond
-# an event. SQLite runs the plain statements in-process, where neither cost arises.
+# Each takes the whole batch as one JSON document bound as `rows`, unpacked by the database: one
+# short statement a batch. A multi-row VALUES as long as the batch is parsed again by psycopg
+# every round (it caches short statements only), and executemany pays SQLAlchemy's per-row work
+# (on SQLite while holding the write lock); each cost about a tenth of a millisecond an event.
 
 
-def _rows(columns: dict[str, Any]) -> Any:
-    """A batch of rows of the given columns and types, from the JSON bound as `rows` (PostgreSQL)."""
+def _rows_postgresql(columns: dict[str, Any]) -> Any:
     return (
-        func.json_to_recordset(bindparam("rows", type_=postgresql.JSON))
+        func.json_to_recordset(bindparam("rows", type_=JSON))
         .table_valued(*(column(name, type_) for name, type_ in columns.items()))
         .render_derived(with_types=True)
     )
 
 
-def _typed(table: Any, names: Sequence[str]) -> dict[str, Any]:
-    return {name: table.c[name].type for name in names}
+def _rows_sqlite(columns: dict[str, Any]) -> Any:
+    each = func.json_each(bindparam("rows", type_=JSON)).table_valued("value")
+    return select(*(func.json_extract(each.c.value, f"$.{name}").label(name) for name in columns)).subquery()
 
 
-_DELIVERIES, _ATTEMPTS = WebhookDelivery.__table__, WebhookAttempt.__table__
+@dataclass(frozen=True)
+class BatchStatements:
+    insert_outbox: Any  # new deliveries (OUTBOX_COLUMNS and _new_deliveries): their ids
+    insert_attempts: Any  # attempts made (ATTEMPT_COLUMNS)
+    record_outcomes: Any  # each attempt's outcome on its delivery (`delivery_id`, OUTCOME_COLUMNS)
+
+
 OUTBOX_COLUMNS = ("endpoint_id", "message_id", "cursor", "kind", "department_id", "payload")
+ATTEMPT_COLUMNS = ("delivery_id", "attempted_at", "status_code", "error", "duration_ms")
+OUTCOME_COLUMNS = ("attempts", "claimed_until", "last_status_code", "last_error", "status", "next_attempt_at")
 
 
 def _new_deliveries(now: int) -> dict[str, Any]:
@@ -286,51 +293,35 @@ def _new_deliveries(now: int) -> dict[str, Any]:
     }
 
 
-_NEW = tuple(_new_deliveries(0))
-_OUTBOX = _rows(_typed(_DELIVERIES, OUTBOX_COLUMNS))
-INSERT_OUTBOX_POSTGRESQL = (
-    insert(WebhookDelivery)
-    .from_select(
-        [*OUTBOX_COLUMNS, *_NEW],
-        select(*_OUTBOX.c, *(bindparam(name, type_=_DELIVERIES.c[name].type) for name in _NEW)),
+def _batch_statements(rows: Callable[[dict[str, Any]], Any]) -> BatchStatements:
+    deliveries, attempts = WebhookDelivery.__table__, WebhookAttempt.__table__
+    outbox = rows({name: deliveries.c[name].type for name in OUTBOX_COLUMNS})
+    new = tuple(_new_deliveries(0))
+    made = rows({name: attempts.c[name].type for name in ATTEMPT_COLUMNS})
+    outcome_types = {name: deliveries.c[name].type for name in OUTCOME_COLUMNS}
+    outcomes = rows({"delivery_id": deliveries.c.id.type, **outcome_types})
+    return BatchStatements(
+        insert_outbox=insert(deliveries).from_select(
+            [*OUTBOX_COLUMNS, *new],
+            select(*outbox.c, *(bindparam(name, type_=deliveries.c[name].type) for name in new)),
+        ).returning(deliveries.c.id, deliveries.c.endpoint_id, deliveries.c.message_id),
+        insert_attempts=insert(attempts).from_select(ATTEMPT_COLUMNS, select(*made.c)),
+        record_outcomes=update(deliveries).where(deliveries.c.id == outcomes.c.delivery_id).values(
+            {name: outcomes.c[name] for name in OUTCOME_COLUMNS}
+        ),
     )
-    .returning(WebhookDelivery.id, WebhookDelivery.endpoint_id, WebhookDelivery.message_id)
-)
-ATTEMPT_COLUMNS = ("delivery_id", "attempted_at", "status_code", "error", "duration_ms")
-INSERT_ATTEMPTS_POSTGRESQL = insert(WebhookAttempt).from_select(
-    ATTEMPT_COLUMNS, select(*_rows(_typed(_ATTEMPTS, ATTEMPT_COLUMNS)).c)
-)
-# An attempt's outcome on its delivery; `b_id` is the delivery's id (`id` is SQLAlchemy's to bind).
-OUTCOME_COLUMNS = ("attempts", "claimed_until", "last_status_code", "last_error", "status", "next_attempt_at")
-_OUTCOMES = _rows({"b_id": _DELIVERIES.c.id.type, **_typed(_DELIVERIES, OUTCOME_COLUMNS)})
-RECORD_OUTCOMES_POSTGRESQL = (
-    update(WebhookDelivery)
-    .where(WebhookDelivery.id == _OUTCOMES.c.b_id)
-    .values({name: _OUTCOMES.c[name] for name in OUTCOME_COLUMNS})
-)
-RECORD_OUTCOMES_SQLITE = (
-    update(WebhookDelivery)
-    .where(WebhookDelivery.id == bindparam("b_id"))
-    .values({name: bindparam(name) for name in OUTCOME_COLUMNS})
-)
 
 
-def execute_batch(
-    connection: Connection, sqlite_statement: Any, postgresql_statement: Any, rows: list[dict[str, Any]]
-) -> Any:
-    """Run a statement on a batch of rows (see above), the dialect's way."""
-    if connection.dialect.name == "sqlite":
-        return connection.execute(sqlite_statement, rows)
-    return connection.execute(postgresql_statement, {"rows": rows})
+BATCH_STATEMENTS = {"postgresql": _batch_statements(_rows_postgresql), "sqlite": _batch_statements(_rows_sqlite)}
+
+
+def batch_statements(connection: Connection) -> BatchStatements:
+    return BATCH_STATEMENTS[connection.dialect.name]
 
 
 def insert_outbox(connection: Connection, rows: list[dict[str, Any]], now: int) -> list[int]:
     """Insert new deliveries (OUTBOX_COLUMNS); their ids, in the order of `rows`."""
-    new = _new_deliveries(now)
-    if connection.dialect.name == "sqlite":
-        statement = insert(WebhookDelivery).returning(WebhookDelivery.id, sort_by_parameter_order=True)
-        return list(connection.scalars(statement, [{**row, **new} for row in rows]))
-    found = connection.execute(INSERT_OUTBOX_POSTGRESQL, {"rows": rows, **new})
+    found = connection.execute(batch_statements(connection).insert_outbox, {"rows": rows, **_new_deliveries(now)})
     ids = {(endpoint_id, message): delivery_id for delivery_id, endpoint_id, message in found}
     return [ids[row["endpoint_id"], row["message_id"]] for row in rows]
 
@@ -492,17 +483,18 @@ def record_in(connection: Connection, batches: Sequence[Batch], schedule: Sequen
     outcomes = [outcome for batch in batches for outcome in batch.outcomes]
     unsent = [delivery_id for batch in batches for delivery_id in batch.unsent]
     if outcomes:
-        execute_batch(connection, insert(WebhookAttempt), INSERT_ATTEMPTS_POSTGRESQL, [
+        statements = batch_statements(connection)
+        connection.execute(statements.insert_attempts, {"rows": [
             {"delivery_id": o.delivery.id, "attempted_at": o.attempted_at, "status_code": o.status_code,
              "error": o.error, "duration_ms": o.duration_ms}
             for o in outcomes
-        ])
+        ]})
         changes = []
         for outcome in outcomes:
             attempts = outcome.delivery.attempts + 1
             gave_up = outcome.error is not None and attempts > len(schedule)
             changes.append({
-                "b_id": outcome.delivery.id, "attempts": attempts, "claimed_until": 0,
+                "delivery_id": outcome.delivery.id, "attempts": attempts, "claimed_until": 0,
                 "last_status_code": outcome.status_code, "last_error": outcome.error,
                 "status": "delivered" if outcome.error is None else "failed" if gave_up else "pending",
                 "next_attempt_at": (
@@ -517,7 +509,7 @@ def record_in(connection: Connection, batches: Sequence[Batch], schedule: Sequen
                 connection.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == outcome.delivery.endpoint_id)
                                    .values(enabled=False, disabled_reason=reason))
                 log.warning("webhook endpoint %s disabled: %s", outcome.delivery.endpoint_id, reason)
-        execute_batch(connection, RECORD_OUTCOMES_SQLITE, RECORD_OUTCOMES_POSTGRESQL, changes)
+        connection.execute(statements.record_outcomes, {"rows": changes})
     if unsent:
         connection.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(unsent)).values(claimed_until=0))
 

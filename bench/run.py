@@ -112,9 +112,10 @@ class BenchDatabase:
         prefix = (match.group(1) if match else "bench").lower()
         self.schema = f"{prefix}_{os.getpid()}_{tag}".lower()
         self.base = url.difference_update_query(["options"])
-        self.url = self.base.update_query_dict({"options": f"-csearch_path={self.schema}"}).render_as_string(
-            hide_password=False
-        )
+        query = {"options": f"-csearch_path={self.schema}"}
+        if url.query.get("application_name"):  # each database's connections told apart (ServiceCpu)
+            query["application_name"] = f"{url.query['application_name']}_{tag}"[:63]
+        self.url = self.base.update_query_dict(query).render_as_string(hide_password=False)
         self.kind = "postgresql"
         engine = sa.create_engine(self.base)
         try:
@@ -679,16 +680,40 @@ def current_etag(port: int, target: str, auth: dict[str, str]) -> str:
         conn.close()
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time consumed so far by `pids` (those that still exist)."""
-    ticks = 0
+def cpu_by_process(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds consumed so far by each of `pids` that still exists."""
+    seconds = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return seconds
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_by_process(pids).values())
+
+
+class ServiceCpu:
+    """CPU the service spends between start() and seconds(): its workers and, on PostgreSQL
+    with `application_name` in the URL, the server processes of its connections, including those
+    the pool opens meanwhile (their whole CPU time is then within the measurement)."""
+
+    def __init__(self, service: Server, database_url: str) -> None:
+        self.service, self.database_url = service, database_url
+        self.before: dict[int, float] = {}
+
+    def pids(self) -> list[int]:
+        return self.service.worker_pids() + backend_pids(self.database_url)
+
+    def start(self) -> None:
+        self.before = cpu_by_process(self.pids())
+
+    def seconds(self) -> float:
+        now = cpu_by_process(self.pids())
+        return sum(spent - self.before.get(pid, 0.0) for pid, spent in now.items())
 
 
 def backend_pids(database_url: str) -> list[int]:
@@ -736,10 +761,10 @@ def mode_etag(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, An
         def run(target: str, env: dict[str, str], duration: float) -> WrkResult:
             nonlocal runs
             runs += 1  # a fresh name (and key) prefix per wrk run
-            pids = service.worker_pids() + backend_pids(database.url)
-            cpu_before = cpu_seconds(pids)
+            meter = ServiceCpu(service, database.url)
+            meter.start()
             result = wrk.run(service.port, target, "etag.lua", duration, auth=auth, env={**env, "BENCH_RUN": str(runs)})
-            result.raw["cpu_ms_per_request"] = (cpu_seconds(pids) - cpu_before) * 1000 / max(1, result.requests)
+            result.raw["cpu_ms_per_request"] = meter.seconds() * 1000 / max(1, result.requests)
             return result
 
         if args.warmup:
@@ -1194,8 +1219,9 @@ def mode_events(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, 
             for variant in ("off", "on") if round_no % 2 == 0 else ("on", "off"):
                 service, database = services[variant], databases[variant]
                 receiver.start_round()
-                pids = service.worker_pids() + backend_pids(database.url)
-                cpu_before, receiver_before = cpu_seconds(pids), receiver.cpu_seconds()
+                meter = ServiceCpu(service, database.url)
+                meter.start()
+                receiver_before = receiver.cpu_seconds()
                 r = wrk.run(service.port, "/", "writes.lua", args.writes_duration, auth=auths[variant], threads=conns,
                             connections=conns, env={"BENCH_HOT_IDS": hot[variant], "BENCH_RUN": str(round_no)})
                 if variant == "on":
@@ -1206,7 +1232,7 @@ def mode_events(args: argparse.Namespace, wrk: Wrk, workdir: Path) -> dict[str, 
                 rates[variant].append(rate)
                 # CPU per write: the service (its workers and, on PostgreSQL, their server
                 # processes) and the receiver.
-                cpu[variant].append((cpu_seconds(pids) - cpu_before) * 1000 / max(1, ok))
+                cpu[variant].append(meter.seconds() * 1000 / max(1, ok))
                 receiver_cpu = (receiver.cpu_seconds() - receiver_before) * 1000 / max(1, ok)
                 if r.non2xx or r.socket_errors:
                     failures.append(f"events {variant}: {r.non2xx} non-2xx, {r.socket_errors} socket errors")
