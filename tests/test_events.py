@@ -138,6 +138,30 @@ def test_one_transaction_changing_many_departments_is_one_event_each_with_its_ow
     assert rest == events[1:]
 
 
+def test_events_larger_than_a_read_of_the_log_come_whole_and_page_alike(client, auth):
+    """A page of the feed first reads `limit` + 64 rows of the log (events.feed), then more: 16
+    transactions of 81 rows each (80 agent links at once) overflow every read, whatever the limit,
+    and still come as whole events; paging one event at a time gives what one read gives."""
+    agents = [auth.create_user(f"agent.big{k}", ["livechat-agent"]) for k in range(80)]
+    ids = [create_department(client, auth.admin, name=f"Big {k}")["_id"] for k in range(16)]
+    _, head = _feed(client, auth.admin)
+    body = {"upsert": [{"agentId": agent["_id"], "count": 0, "order": 0} for agent in agents], "remove": []}
+    for department_id in ids:
+        response = client.post(f"{API}/livechat/department/{department_id}/agents", json=body, headers=auth.admin)
+        assert response.status_code == 200, response.json
+    everything, end = _feed(client, auth.admin, head)
+    assert [(event["departmentId"], event["kind"], len(event["agents"]["added"])) for event in everything] == [
+        (department_id, "agents-changed", 80) for department_id in ids
+    ]
+    paged, cursor = [], head
+    for _ in range(20):
+        events, cursor = _feed(client, auth.admin, cursor, limit=1)
+        if not events:
+            break
+        paged += events
+    assert paged == everything and cursor == end
+
+
 def test_a_cursor_older_than_the_retention_is_refused_with_a_cursor_to_start_again_from(app, client, auth, runner):
     create_department(client, auth.admin, name="Old")
     events, _ = _feed(client, auth.admin)
