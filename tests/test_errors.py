@@ -3,6 +3,7 @@ docs/compatibility.md §D.14 "A malformed JSON body, wrong Content-Type, unknown
 
 import json
 import re
+import sqlite3
 
 import pytest
 from conftest import ADMIN_PASSWORD, API, CHEAP_HASHING, FORBIDDEN_BODY, UNAUTHORIZED_BODY
@@ -284,3 +285,33 @@ def test_no_route_answers_500_or_html_to_odd_requests(app, client, auth):
     assert {200, 400, 401, 405} <= seen
     # the sweep did not lock the admin out or delete anyone
     assert client.get(f"{API}/me", headers=auth.admin).status_code == 200
+
+
+def test_a_write_lock_held_past_busy_timeout_is_a_json_503_and_a_clear_cli_error(make_app, database_url):
+    """SQLite: another process holds the write lock (a person in the sqlite3 shell, mid-transaction).
+    A write waits SQLITE_BUSY_TIMEOUT_MS at its BEGIN IMMEDIATE, then answers 503 in JSON, and a
+    command says "database error" instead of a traceback; reads go on (WAL)."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's file lock; PostgreSQL locks rows, not the database")
+    app = make_app(SQLITE_BUSY_TIMEOUT_MS=50)
+    client = app.test_client()
+    login = client.post(f"{API}/login", json={"user": "admin", "password": ADMIN_PASSWORD})
+    headers = {"X-User-Id": login.json["data"]["userId"], "X-Auth-Token": login.json["data"]["authToken"]}
+    holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        body = {"department": {"name": "Locked out", "enabled": True, "showOnRegistration": True, "email": "a@b.c"}}
+        assert_json(
+            client.post(f"{API}/livechat/department", json=body, headers=headers),
+            503,
+            {"success": False, "error": "Service unavailable: database error"},
+        )
+        assert client.get(f"{API}/livechat/department", headers=headers).status_code == 200
+        result = app.test_cli_runner().invoke(
+            args=["create-user", "locked.out", "locked.out@example.com", "--password-stdin"], input="pass-word-1\n"
+        )
+        assert result.exit_code == 1 and "database error: database is locked" in result.output, result.output
+    finally:
+        holder.rollback()
+        holder.close()
+    assert client.post(f"{API}/livechat/department", json=body, headers=headers).status_code == 200
