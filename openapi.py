@@ -293,7 +293,12 @@ CUSTOM_FIELDS = (
 )
 # Objects documented without additional properties, with what the description adds. The agents
 # body is checked twice: loosely at the route (Including), then strictly (AgentChangesSchema).
-CLOSED = {"AjvDepartment": CUSTOM_FIELDS, "DepartmentUpdate": CUSTOM_FIELDS, "DepartmentAgentsBody": None}
+CLOSED = {
+    "AjvDepartment": CUSTOM_FIELDS,
+    "DepartmentUpdate": CUSTOM_FIELDS,
+    "DepartmentAgentsBody": None,
+    "DepartmentUnit": None,
+}
 
 
 def _sort_pattern(fields: Iterable[str]) -> str:

@@ -537,6 +537,12 @@ class DepartmentAgentsBodySchema(MatchSchema):
     remove = Checked(AGENT_ITEMS, required=True)
 
 
+class DepartmentUnitSchema(Schema):
+    """`departmentUnit` of an update, as its Meteor pattern has it: `_id` and no other key."""
+
+    _id = fields.String()
+
+
 class DepartmentBodySchema(MatchSchema):
     """The envelope of a create or an update (`check(body, {department: Object, …})`)."""
 
@@ -553,7 +559,7 @@ class DepartmentBodySchema(MatchSchema):
 
     department = Checked(fields.Nested(DepartmentUpdateSchema), required=True)
     agents = Checked(AGENT_ITEMS, allow_none=True)
-    departmentUnit = Checked(fields.Dict(), allow_none=True)
+    departmentUnit = Checked(fields.Nested(DepartmentUnitSchema), allow_none=True)
 
 
 class AjvDepartmentSchema(AjvSchema):
