@@ -189,6 +189,30 @@ def test_an_endpoint_that_keeps_failing_is_disabled_with_its_reason_and_can_be_r
     assert receiver.received[-1]["status"] == 200 and len(receiver.received) == 4
 
 
+def test_the_address_is_checked_again_when_delivering_not_only_at_registration(hook_app, hook_client, receiver):
+    """SSRF: an endpoint registered while its network was allowed gets nothing once it no longer is
+    (a name may also come to resolve elsewhere). The check is made once per batch of deliveries
+    (webhooks.Connections.destination): every delivery of the batch is refused and logged."""
+    admin = _admin(hook_client)
+    hook_id = _register(hook_client, admin, receiver.url)["webhook"]["_id"]
+    for k in range(3):
+        create_department(hook_client, admin, name=f"Refused {k}")
+    refusing = {**hook_app.config, "WEBHOOK_ALLOWED_NETWORKS": "", "WEBHOOK_RETRY_SCHEDULE": [60]}
+    assert webhooks.Deliverer(hook_app.extensions["db.engine"], refusing).run_once() == 3
+    assert receiver.received == []
+    deliveries = hook_client.get(f"{HOOKS}/{hook_id}/deliveries", headers=admin).json["deliveries"]
+    assert [delivery["status"] for delivery in deliveries] == ["pending"] * 3
+    assert all(
+        [attempt["error"].split(":")[0] for attempt in delivery["attempts"]] == ["error-webhook-url-not-allowed"]
+        for delivery in deliveries
+    )
+    for delivery in deliveries:  # due now again, and the network allowed: delivered
+        response = hook_client.post(f"{HOOKS}/{hook_id}/deliveries/{delivery['_id']}/redeliver", headers=admin)
+        assert response.status_code == 200, response.json
+    _deliver(hook_app)
+    assert len(receiver.received) == 3
+
+
 @pytest.mark.parametrize(
     "body, message",
     [
