@@ -71,6 +71,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     import docs_routes
     import errors
     import event_routes
+    import json_codec
     import observability
     import openapi
     import request_input
@@ -82,7 +83,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(config_from_env())
     app.config.update(config or {})
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep Rocket.Chat's key order
+    app.json = json_codec.JSONProvider(app)
     app.url_map.merge_slashes = False  # `a//b` is a JSON 404, not werkzeug's HTML redirect
 
     observability.configure_logging(app)

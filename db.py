@@ -31,6 +31,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
+import json_codec
 from errors import ApiError
 from models import WriteContext
 
@@ -70,7 +71,7 @@ def make_engine(
     """Build an engine; for SQLite install the pragmas and the BEGIN hook on every connection."""
     url = normalise_url(database_url)
     if url.get_backend_name() != "sqlite":
-        engine = create_engine(url)
+        engine = create_engine(url, json_deserializer=json_codec.loads)
         _ping_idle_connections(engine)
         return engine
 
@@ -78,7 +79,7 @@ def make_engine(
     # database that must exist already; a plain path gets its directory created.
     if url.database and url.database != ":memory:" and not url.query.get("uri"):
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    engine = create_engine(url, json_deserializer=json_codec.loads)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]

@@ -14,7 +14,6 @@ reader that has seen a version has seen every transaction before it.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 from marshmallow import fields
 from sqlalchemy import Connection, String, Text, cast, delete, func, select, update
 
+import json_codec
 from errors import ApiError
 from models import EVENT_KINDS, DataVersion, DepartmentChange, EventState
 from schemas import DepartmentSchema
@@ -88,7 +88,7 @@ def _department_image(row: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _image(raw: str | None) -> dict[str, Any] | None:
     """A row image of the log (see COLUMNS), decoded."""
-    return None if raw is None else json.loads(raw)
+    return None if raw is None else json_codec.loads(raw)
 
 
 def _agent_image(row: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def _agent_image(row: dict[str, Any]) -> dict[str, Any]:
 def _actor(raw: str | None) -> dict[str, Any]:
     if raw is None:
         return {"type": "database"}  # no writer said who it was: a hand edit
-    actor = json.loads(raw)
+    actor = json_codec.loads(raw)
     return actor if isinstance(actor, dict) else {"type": "database"}
 
 

@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import http.client
 import ipaddress
-import json
 import logging
 import os
 import secrets
@@ -37,6 +36,7 @@ from sqlalchemy import JSON, Connection, Engine, bindparam, column, func, insert
 from sqlalchemy.orm import Session
 
 import events
+import json_codec
 from errors import ApiError
 from models import EventState, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -328,10 +328,7 @@ def insert_outbox(connection: Connection, rows: list[dict[str, Any]], now: int) 
 
 def payload(event: dict[str, Any]) -> str:
     """The body sent: Standard Webhooks' envelope around the event."""
-    return json.dumps(
-        {"type": f"department.{event['kind']}", "timestamp": event["time"], "data": event},
-        separators=(",", ":"),
-    )
+    return json_codec.dumps({"type": f"department.{event['kind']}", "timestamp": event["time"], "data": event})
 
 
 # --- delivery -------------------------------------------------------------------------------------

@@ -1,0 +1,43 @@
+"""JSON through orjson (json_codec.py): the same JSON as before, non-ASCII text as UTF-8, and the
+values orjson refuses handed to the standard library instead of failing (docs/compatibility.md,
+"JSON encoding")."""
+
+from __future__ import annotations
+
+import json
+
+import json_codec
+from conftest import API, create_department, write_by_hand
+
+LIVECHAT = f"{API}/livechat"
+# Past 64 bits: orjson neither reads nor writes it; json does both, exactly.
+HUGE = 2**70 + 1
+
+
+def test_non_ascii_text_is_sent_as_utf8_and_reads_back_the_same(client, auth):
+    department = create_department(client, auth.admin, name="Ärztliche Hilfe — 支援 😀")
+    response = client.get(f"{LIVECHAT}/department/{department['_id']}", headers=auth.admin)
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert "Ärztliche Hilfe — 支援 😀".encode() in response.data  # not \\u escapes
+    assert json.loads(response.data)["department"]["name"] == "Ärztliche Hilfe — 支援 😀"
+
+
+def test_a_value_orjson_refuses_in_a_json_column_is_read_and_answered_exactly(client, auth, database_url):
+    department = create_department(client, auth.admin, name="Big numbers")
+    extra = json.dumps({"ticketBase": HUGE})
+    write_by_hand(database_url, "UPDATE departments SET extra = ? WHERE id = ?", (extra, department["_id"]))
+
+    one = client.get(f"{LIVECHAT}/department/{department['_id']}", headers=auth.admin)
+    listed = client.get(f"{LIVECHAT}/department?text=Big", headers=auth.admin)
+
+    assert one.status_code == 200 and listed.status_code == 200
+    assert json.loads(one.data)["department"]["ticketBase"] == HUGE
+    assert json.loads(listed.data)["departments"][0]["ticketBase"] == HUGE
+
+
+def test_the_codec_falls_back_to_json_for_what_orjson_refuses():
+    assert json_codec.loads(json.dumps({"n": HUGE})) == {"n": HUGE}
+    assert json_codec.loads("NaN") != json_codec.loads("NaN")  # a float nan, as json reads it
+    assert json.loads(json_codec.dumps({"n": HUGE, "text": "é"})) == {"n": HUGE, "text": "é"}
+    assert json_codec.dumps({"text": "é", "n": [1, None]}) == '{"text":"é","n":[1,null]}'
