@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 
-import json_codec
 from conftest import API, create_department, write_by_hand
+
+import json_codec
 
 LIVECHAT = f"{API}/livechat"
 # Past 64 bits: orjson neither reads nor writes it; json does both, exactly.
@@ -38,6 +39,9 @@ def test_a_value_orjson_refuses_in_a_json_column_is_read_and_answered_exactly(cl
 
 def test_the_codec_falls_back_to_json_for_what_orjson_refuses():
     assert json_codec.loads(json.dumps({"n": HUGE})) == {"n": HUGE}
+    # Around the length under which orjson decodes: every integer stays exact.
+    for number in (-(2**63) - 1, -(2**63), 2**64 - 1, 2**64, 9_999_999_999_999_999_999, -999_999_999_999_999_999):
+        assert json_codec.loads(str(number)) == number and type(json_codec.loads(str(number))) is int
     assert json_codec.loads("NaN") != json_codec.loads("NaN")  # a float nan, as json reads it
     assert json.loads(json_codec.dumps({"n": HUGE, "text": "é"})) == {"n": HUGE, "text": "é"}
     assert json_codec.dumps({"text": "é", "n": [1, None]}) == '{"text":"é","n":[1,null]}'
