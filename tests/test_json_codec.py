@@ -45,3 +45,15 @@ def test_the_codec_falls_back_to_json_for_what_orjson_refuses():
     assert json_codec.loads("NaN") != json_codec.loads("NaN")  # a float nan, as json reads it
     assert json.loads(json_codec.dumps({"n": HUGE, "text": "é"})) == {"n": HUGE, "text": "é"}
     assert json_codec.dumps({"text": "é", "n": [1, None]}) == '{"text":"é","n":[1,null]}'
+
+
+def test_a_response_orjson_refuses_is_encoded_by_json(app):
+    with app.app_context():
+        body = app.json.response({"text": "a\ud800b", "n": HUGE}).get_data()
+    assert body == b'{"text":"a\\ud800b","n":1180591620717411303425}\n'
+
+
+def test_responses_keep_flasks_framing(app):
+    with app.app_context():
+        body = app.json.response({"a": [1, None], "b": "é"}).get_data()
+    assert body == '{"a":[1,null],"b":"é"}\n'.encode()
