@@ -153,3 +153,20 @@ def test_the_change_log_names_the_writer_of_a_request_with_a_key(app, client, au
             sa.text("SELECT actor FROM department_changes WHERE department_id = :id"), {"id": department["_id"]}
         ).scalars().all()
     assert actors and all(json.loads(actor)["userId"] == auth.admin["X-User-Id"] for actor in actors)
+
+
+def test_the_answer_and_the_writes_commit_together_or_not_at_all(app, client, auth, monkeypatch):
+    """The view commits inside db.commit_held, which only flushes there: when storing the answer
+    fails, the department the view wrote is not committed either, and the key stays free."""
+    monkeypatch.setattr(idempotency, "STORE", sa.text("UPDATE no_such_table SET x = :the_body"))
+    headers = {**auth.admin, "Idempotency-Key": "half-way"}
+    body = {"department": department_fields(name="Never")}
+    failed = client.post(CREATE, json=body, headers=headers)
+    assert failed.status_code >= 500
+    assert failed.json["success"] is False
+    assert count_departments(app) == 0
+    monkeypatch.undo()
+    again = client.post(CREATE, json=body, headers=headers)
+    assert again.status_code == 200, again.json
+    assert "Idempotent-Replayed" not in again.headers
+    assert count_departments(app) == 1
