@@ -2,10 +2,10 @@
 
 Encoding a cold 50-department list with the standard library's `json` took 0.17 ms of its
 ~3 ms in-process, orjson 0.01 ms; short JSON columns decode faster alike (docs/performance.md,
-"JSON by orjson"). orjson refuses a few values `json` accepts (lone surrogates, integers outside
-64 bits, NaN) and would read such an integer as a float: those go to `json`, so every value is
-answered exactly as before. The JSON is the same; only non-ASCII text is sent as UTF-8 instead
-of `\\u` escapes, as Rocket.Chat sends it.
+"JSON by orjson"). orjson refuses to write lone surrogates and integers outside 64 bits, and
+would read such an integer as a float: those go to `json`, so every value is answered exactly as
+before. The JSON is the same; only non-ASCII text is sent as UTF-8 instead of `\\u` escapes, as
+Rocket.Chat sends it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def loads(text: str | bytes) -> Any:
     """Decode what the JSON columns hold (SQLAlchemy's `json_deserializer`; psycopg hands bytes).
     Most are short (`{}`, a few tags, a setting's value): those orjson decodes several times faster."""
     if isinstance(text, (str, bytes)) and len(text) < SHORT:
-        with contextlib.suppress(orjson.JSONDecodeError):  # NaN, as json.dumps writes it
+        with contextlib.suppress(orjson.JSONDecodeError):  # what json reads and orjson does not (NaN)
             return orjson.loads(text)
     return json.loads(text)  # SQLite's dialect may also pass a number: json's TypeError, as before
 
@@ -54,6 +54,8 @@ class JSONProvider(DefaultJSONProvider):
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         data = self._prepare_response_obj(args, kwargs)
+        if self.compact is False or (self.compact is None and self._app.debug):
+            return super().response(data)  # indented, as Flask's debug mode shows it
         try:
             body = orjson.dumps(data, default=self.default, option=_OPTIONS)
         except TypeError:  # orjson.JSONEncodeError: a value it refuses and `json` takes

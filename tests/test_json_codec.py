@@ -57,3 +57,11 @@ def test_responses_keep_flasks_framing(app):
     with app.app_context():
         body = app.json.response({"a": [1, None], "b": "é"}).get_data()
     assert body == '{"a":[1,null],"b":"é"}\n'.encode()
+
+
+
+def test_flasks_debug_mode_still_indents(app):
+    app.debug = True
+    with app.app_context():
+        body = app.json.response({"a": 1}).get_data()
+    assert body == b'{\n  "a": 1\n}\n'
