@@ -173,14 +173,14 @@ WRITE_CONTEXT_SETTING = "departments.actor"  # PostgreSQL: read by the change lo
 
 
 class HoldableSession(Session):
-    """A session whose commit() only flushes while `commit_held` is set (db.commit_held): its
-    transaction then commits once, when the holder ends. (A second session joined to the
-    transaction did the same and cost ~0.15 ms a request.)"""
+    """A session whose commit() only flushes while it is `held` (db.commit_held): its transaction
+    then commits once, when the holder ends. (A second session joined to the transaction did the
+    same and cost ~0.15 ms a request.)"""
 
-    commit_held = False
+    held = False
 
     def commit(self) -> None:
-        if self.commit_held:
+        if self.held:
             self.flush()
         else:
             super().commit()
@@ -371,14 +371,14 @@ def commit_held() -> Iterator[Connection]:
     session's commits only flush (HoldableSession), so the caller can add its own statements on
     the yielded connection and have them commit with the rest (idempotency.py stores a request's
     answer in the transaction that made it). An exception commits nothing."""
-    held = session()
-    connection = held.connection()
-    held.commit_held = True
+    request_session = session()
+    connection = request_session.connection()
+    request_session.held = True
     try:
         yield connection
     finally:
-        held.commit_held = False
-    held.commit()
+        request_session.held = False
+    request_session.commit()
 
 
 def writes(view: Any) -> Any:
