@@ -64,7 +64,10 @@ def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signatur
 
     app = worker.wsgi
     if getattr(app, "config", {}).get("WEBHOOKS"):  # not bench/ceiling_app.py, which shares this file
-        worker.webhook_deliverer = webhooks.Deliverer(app.extensions["db.engine"], app.config).start()
+        extensions = app.extensions
+        worker.webhook_deliverer = webhooks.Deliverer(
+            extensions["db.engine"], app.config, extensions["db.version_reader"]
+        ).start()
 
 
 def worker_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature

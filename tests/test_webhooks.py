@@ -99,7 +99,7 @@ def _register(client, headers, url: str, kinds: list[str] | None = None, **extra
 
 
 def _deliver(app) -> int:
-    return webhooks.Deliverer(app.extensions["db.engine"], app.config).run_once()
+    return webhooks.Deliverer(app.extensions["db.engine"], app.config, app.extensions["db.version_reader"]).run_once()
 
 
 def _verified(secret: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -198,7 +198,8 @@ def test_the_address_is_checked_again_when_delivering_not_only_at_registration(h
     for k in range(3):
         create_department(hook_client, admin, name=f"Refused {k}")
     refusing = {**hook_app.config, "WEBHOOK_ALLOWED_NETWORKS": "", "WEBHOOK_RETRY_SCHEDULE": [60]}
-    assert webhooks.Deliverer(hook_app.extensions["db.engine"], refusing).run_once() == 3
+    extensions = hook_app.extensions
+    assert webhooks.Deliverer(extensions["db.engine"], refusing, extensions["db.version_reader"]).run_once() == 3
     assert receiver.received == []
     deliveries = hook_client.get(f"{HOOKS}/{hook_id}/deliveries", headers=admin).json["deliveries"]
     assert [delivery["status"] for delivery in deliveries] == ["pending"] * 3
@@ -308,3 +309,52 @@ def test_events_committed_before_a_sigkill_are_delivered_once_by_the_next_server
         time.sleep(1)  # time for a doubled attempt to show, if any
     assert sorted(_verified(secret, item)["data"]["departmentId"] for item in receiver.received) == sorted(ids)
     assert len({item["headers"]["webhook-id"] for item in receiver.received}) == len(receiver.received) == len(ids)
+
+
+def _deliverer(app, **config: Any) -> webhooks.Deliverer:
+    return webhooks.Deliverer(app.extensions["db.engine"], {**app.config, **config}, app.extensions["db.version_reader"])
+
+
+def _statements(app) -> list[str]:
+    """The statements the app's engine runs from now on (the version reader's own connection aside)."""
+    seen: list[str] = []
+    sa.event.listen(app.extensions["db.engine"], "before_cursor_execute", lambda *args: seen.append(args[2]))
+    return seen
+
+
+def test_an_idle_deliverer_reads_the_data_version_and_nothing_else(hook_app, hook_client, receiver):
+    admin = _admin(hook_client)
+    _register(hook_client, admin, receiver.url)
+    create_department(hook_client, admin, name="Before")
+    deliverer = _deliverer(hook_app, WEBHOOK_POLL_MS=0)  # no pacing: every round may dispatch
+    assert deliverer.run_once(flush=False, paced=True) == 1
+    deliverer.run_once(flush=False, paced=True)  # nothing new: the batch written down, caught up
+    seen = _statements(hook_app)
+    deliverer.retries_checked_at = float("-inf")  # the retry check runs at most once a second
+    deliverer.run_once(flush=False, paced=True)
+    assert seen == [seen[0]] and "webhook_deliveries" in seen[0]  # the retry check alone
+    seen.clear()
+    deliverer.run_once(flush=False, paced=True)
+    assert seen == []
+
+    create_department(hook_client, admin, name="After")  # a write moves the version: dispatched again
+    assert deliverer.run_once(paced=True) == 1
+    assert [body["data"]["after"]["name"] for body in receiver.bodies()] == ["Before", "After"]
+
+
+def test_workers_of_a_host_dispatch_once_a_poll_interval_and_write_their_attempts_down(hook_app, hook_client, receiver):
+    admin = _admin(hook_client)
+    hook_id = _register(hook_client, admin, receiver.url)["webhook"]["_id"]
+    first, second = _deliverer(hook_app, WEBHOOK_POLL_MS=60_000), _deliverer(hook_app, WEBHOOK_POLL_MS=60_000)
+    assert first.lock_path == second.lock_path
+    Path(first.lock_path).touch()
+    os.utime(first.lock_path, (0, 0))  # no worker of this host dispatched lately
+    create_department(hook_client, admin, name="One")
+    assert first.run_once(flush=False, paced=True) == 1  # dispatched and sent; its attempt not written yet
+    create_department(hook_client, admin, name="Two")
+    assert second.run_once(flush=False, paced=True) == 0  # the host dispatched less than a minute ago
+    assert first.run_once(flush=False, paced=True) == 0  # nor does the first again, but it writes down
+    deliveries = hook_client.get(f"{HOOKS}/{hook_id}/deliveries", headers=admin).json["deliveries"]
+    assert [delivery["status"] for delivery in deliveries] == ["delivered"]
+    assert second.run_once(flush=False, paced=False) == 1  # unpaced (an explicit round): dispatched now
+    assert [body["data"]["after"]["name"] for body in receiver.bodies()] == ["One", "Two"]
