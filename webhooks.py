@@ -529,7 +529,7 @@ class Deliverer:
         self.allowed = parse_networks(config["WEBHOOK_ALLOWED_NETWORKS"])
         self.schedule = tuple(config["WEBHOOK_RETRY_SCHEDULE"])
         self.stopping = threading.Event()
-        self.unrecorded: list[Batch] = []  # attempts made, written down with the next dispatch
+        self.unrecorded: list[Batch] = []  # attempts made, written down with this worker's next round (run_once)
         self.thread: threading.Thread | None = None
         # Every committed change moves the data version (the change log's triggers): while it
         # stays where this worker last found nothing to dispatch, a round reads it and nothing

@@ -98,8 +98,12 @@ def _register(client, headers, url: str, kinds: list[str] | None = None, **extra
     return response.json
 
 
+def _deliverer(app, **config: Any) -> webhooks.Deliverer:
+    return webhooks.Deliverer(app.extensions["db.engine"], {**app.config, **config}, app.extensions["db.version_reader"])
+
+
 def _deliver(app) -> int:
-    return webhooks.Deliverer(app.extensions["db.engine"], app.config, app.extensions["db.version_reader"]).run_once()
+    return _deliverer(app).run_once()
 
 
 def _verified(secret: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -197,9 +201,7 @@ def test_the_address_is_checked_again_when_delivering_not_only_at_registration(h
     hook_id = _register(hook_client, admin, receiver.url)["webhook"]["_id"]
     for k in range(3):
         create_department(hook_client, admin, name=f"Refused {k}")
-    refusing = {**hook_app.config, "WEBHOOK_ALLOWED_NETWORKS": "", "WEBHOOK_RETRY_SCHEDULE": [60]}
-    extensions = hook_app.extensions
-    assert webhooks.Deliverer(extensions["db.engine"], refusing, extensions["db.version_reader"]).run_once() == 3
+    assert _deliverer(hook_app, WEBHOOK_ALLOWED_NETWORKS="", WEBHOOK_RETRY_SCHEDULE=[60]).run_once() == 3
     assert receiver.received == []
     deliveries = hook_client.get(f"{HOOKS}/{hook_id}/deliveries", headers=admin).json["deliveries"]
     assert [delivery["status"] for delivery in deliveries] == ["pending"] * 3
@@ -309,10 +311,6 @@ def test_events_committed_before_a_sigkill_are_delivered_once_by_the_next_server
         time.sleep(1)  # time for a doubled attempt to show, if any
     assert sorted(_verified(secret, item)["data"]["departmentId"] for item in receiver.received) == sorted(ids)
     assert len({item["headers"]["webhook-id"] for item in receiver.received}) == len(receiver.received) == len(ids)
-
-
-def _deliverer(app, **config: Any) -> webhooks.Deliverer:
-    return webhooks.Deliverer(app.extensions["db.engine"], {**app.config, **config}, app.extensions["db.version_reader"])
 
 
 def _statements(app) -> list[str]:
