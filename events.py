@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Any
 
 from marshmallow import fields
-from sqlalchemy import Connection, String, Text, cast, delete, func, select, update
+from sqlalchemy import Connection, Select, String, Text, cast, delete, func, select, update
 
 import json_codec
 from errors import ApiError
@@ -239,6 +239,13 @@ def check_not_pruned(connection: Connection, after: Cursor) -> None:
         )
 
 
+def log_rows_after(version: int, inclusive: bool, limit: int) -> Select[Any]:
+    """The log's rows from `version` on (or after it), in the feed's order: read in the order of
+    the (version, seq) index, a page stops after `limit` rows (migration 0013)."""
+    condition = LOG.c.version >= version if inclusive else LOG.c.version > version
+    return select(*COLUMNS).where(condition).order_by(LOG.c.version, LOG.c.seq).limit(limit)
+
+
 def feed(connection: Connection, after: Cursor, limit: int) -> tuple[list[dict[str, Any]], Cursor]:
     """Up to `limit` events after `after`, oldest first, and the cursor to continue from."""
     events: list[dict[str, Any]] = []
@@ -247,9 +254,7 @@ def feed(connection: Connection, after: Cursor, limit: int) -> tuple[list[dict[s
     inclusive = after.index is not None  # the transaction `key` itself still has events to give
     position = after
     while len(events) < limit:
-        condition = LOG.c.version >= start if inclusive else LOG.c.version > start
-        query = select(*COLUMNS).where(condition).order_by(LOG.c.version, LOG.c.seq).limit(batch)
-        rows = connection.execute(query).all()
+        rows = connection.execute(log_rows_after(start, inclusive, batch)).all()
         groups = list(_transactions(rows))
         if len(rows) == batch:  # the last transaction may go on past the batch
             if len(groups) == 1:

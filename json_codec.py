@@ -1,10 +1,10 @@
 """JSON out to clients and in from the database's JSON columns, encoded and decoded by orjson.
 
 Encoding a cold 50-department list with the standard library's `json` took 0.17 ms of its
-~3 ms in-process, orjson 0.01 ms; short JSON columns decode faster alike (docs/performance.md,
-"JSON by orjson"). orjson refuses to write lone surrogates and integers outside 64 bits, and
-would read such an integer as a float: those go to `json`, so every value is answered exactly as
-before. The JSON is the same; only non-ASCII text is sent as UTF-8 instead of `\\u` escapes, as
+~3 ms in-process, orjson 0.01 ms; JSON columns and the change log's row images decode faster
+alike (docs/performance.md, "JSON by orjson"). orjson refuses to write lone surrogates and
+integers outside 64 bits, and would read such an integer as a float: those go to `json`, so
+every value is answered exactly as before. The JSON is the same; only non-ASCII text is sent as UTF-8 instead of `\\u` escapes, as
 Rocket.Chat sends it.
 """
 
@@ -23,20 +23,36 @@ from flask.json.provider import DefaultJSONProvider
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_APPEND_NEWLINE
 
 
-# orjson reads an integer outside 64 bits as a float, where json keeps it exact; the shortest such
-# number, -9223372036854775809, takes 20 characters. Longer texts go to json: looking for such a
-# number first (a regular expression) cost more than json's whole decoding of a 600-character
-# row image of the change log.
-SHORT = 20
-
-
 def loads(text: str | bytes) -> Any:
-    """Decode what the JSON columns hold (SQLAlchemy's `json_deserializer`; psycopg hands bytes).
-    Most are short (`{}`, a few tags, a setting's value): those orjson decodes several times faster."""
-    if isinstance(text, (str, bytes)) and len(text) < SHORT:
+    """Decode what the JSON columns hold (SQLAlchemy's `json_deserializer`; psycopg hands bytes)
+    and the change log's row images, exactly as `json` would, mostly at orjson's speed."""
+    if isinstance(text, (str, bytes)):
         with contextlib.suppress(orjson.JSONDecodeError):  # what json reads and orjson does not (NaN)
-            return orjson.loads(text)
+            value = orjson.loads(text)
+            if not _holds_float(value):
+                return value
     return json.loads(text)  # SQLite's dialect may also pass a number: json's TypeError, as before
+
+
+def _holds_float(value: Any) -> bool:
+    """Whether a float is anywhere in `value`. orjson reads an integer outside 64 bits as a float
+    where `json` keeps it exact; rather than look for such numbers in the text (a regular
+    expression cost more than json's decoding), any float sends the text to `json`. Department
+    data rarely holds one."""
+    kind = type(value)
+    if kind is float:
+        return True
+    if kind is dict:
+        items = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return False
+    for item in items:
+        kind = type(item)
+        if kind is float or ((kind is dict or kind is list) and _holds_float(item)):
+            return True
+    return False
 
 
 def dumps(value: Any) -> str:

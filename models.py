@@ -118,7 +118,7 @@ class DepartmentChange(Base):
     __tablename__ = "department_changes"
 
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), Identity(), primary_key=True)
-    version: Mapped[int] = mapped_column(BigInteger, index=True)
+    version: Mapped[int] = mapped_column(BigInteger)
     department_id: Mapped[str] = mapped_column(String(ID_MAX))
     subject: Mapped[str] = mapped_column(String(16))  # "department" or "agent" (a link)
     operation: Mapped[str] = mapped_column(String(1))  # I(nsert), U(pdate), D(elete), T(runcate)
@@ -129,6 +129,8 @@ class DepartmentChange(Base):
     changed_at: Mapped[int] = mapped_column(BigInteger)  # epoch milliseconds
 
     __table_args__ = (
+        # The feed's order (events.feed): a page reads its rows in the index and stops (migration 0013).
+        Index("ix_department_changes_version_seq", "version", "seq"),
         Index("ix_department_changes_department_id_version", "department_id", "version"),
         Index("ix_department_changes_tx", "tx"),  # a transaction's rows, for a department's history (events.py)
     )

@@ -43,6 +43,12 @@ def test_the_codec_falls_back_to_json_for_what_orjson_refuses():
     for number in (-(2**63) - 1, -(2**63), 2**64 - 1, 2**64, 9_999_999_999_999_999_999, -999_999_999_999_999_999):
         assert json_codec.loads(str(number)) == number and type(json_codec.loads(str(number))) is int
     assert json_codec.loads("NaN") != json_codec.loads("NaN")  # a float nan, as json reads it
+    # Long texts too (a change-log row image), with the number deep inside: exact, as json reads it.
+    image = {"id": "6b164c2a0e4cef4375ea42ee", "extra": {"ticketBase": HUGE, "nested": [1, [-HUGE]]}, "num_agents": 2}
+    assert json_codec.loads(json.dumps(image)) == image
+    assert type(json_codec.loads(json.dumps(image))["extra"]["ticketBase"]) is int
+    floats = json.dumps({"ratio": 0.1, "large": 1e300, "list": [2.5, "x" * 40]})
+    assert json_codec.loads(floats) == json.loads(floats)
     assert json.loads(json_codec.dumps({"n": HUGE, "text": "é"})) == {"n": HUGE, "text": "é"}
     assert json_codec.dumps({"text": "é", "n": [1, None]}) == '{"text":"é","n":[1,null]}'
 
