@@ -25,7 +25,7 @@ from typing import Any
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Select, bindparam, case, delete, exists, func, literal, or_, select
+from sqlalchemy import bindparam, case, delete, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -144,7 +144,7 @@ class Authenticated:
 
 
 @lru_cache(maxsize=2)
-def _caller_statement(dialect_name: str) -> Select[Any]:
+def _caller_statement(dialect_name: str) -> db.DriverStatement:
     """The token's user, their roles and the permissions those roles hold: one statement, so
     authenticating a request and checking its permissions cost one round trip."""
     if dialect_name == "postgresql":
@@ -161,7 +161,7 @@ def _caller_statement(dialect_name: str) -> Select[Any]:
         .correlate(User, Permission)
     )
     permissions = select(aggregate(Permission.id, " ")).where(holds.exists()).correlate(User).scalar_subquery()
-    return (
+    return db.DriverStatement(
         select(User.id, User.username, LoginToken.created_at, roles, permissions)
         .join(LoginToken, LoginToken.user_id == User.id)
         .where(
@@ -180,12 +180,12 @@ def authenticated_caller(
     clock each time they use it."""
     connection = db.connection_of(session)
     oldest = now() - ttl if ttl is not None else datetime(1970, 1, 1, tzinfo=UTC)
-    row = connection.execute(
-        _caller_statement(connection.dialect.name), {"hashed_token": hash_token(token), "oldest": oldest}
-    ).one_or_none()
-    if row is None or not hmac.compare_digest(row[0], user_id):
+    rows = _caller_statement(connection.dialect.name).execute(
+        connection, {"hashed_token": hash_token(token), "oldest": oldest}
+    )
+    if not rows or not hmac.compare_digest(rows[0][0], user_id):
         return None
-    found_id, username, created_at, roles, permissions = row
+    found_id, username, created_at, roles, permissions = rows[0]
     return Authenticated(
         found_id,
         username,

@@ -26,9 +26,9 @@ from typing import Any
 
 import psycopg
 from flask import Flask, current_app, g, request
-from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, text
+from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, insert, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 import json_codec
@@ -215,7 +215,7 @@ def plain_sessionmaker(engine: Engine) -> sessionmaker[HoldableSession]:
         # logged with this writer's name (PostgreSQL's setting ends with the transaction).
         if session.info.pop("write_context", False):
             session.flush()  # commit flushes after this hook: the triggers must still see the row
-            session.connection().execute(CLEAR_WRITE_CONTEXT)
+            CLEAR_WRITE_CONTEXT.execute(session.connection(), {})
 
     return factory
 
@@ -229,9 +229,67 @@ def connection_of(session: Session) -> Connection:
     return connection
 
 
-SET_WRITE_CONTEXT = insert(WriteContext).prefix_with("OR REPLACE")
-CLEAR_WRITE_CONTEXT = delete(WriteContext)
-SET_ACTOR_SETTING = text(f"SELECT set_config('{WRITE_CONTEXT_SETTING}', :actor, true)")
+class DriverStatement:
+    """A fixed Core statement sent straight to the driver, on the connection of a transaction.
+
+    For the small statements a request runs every time (who writes, the caller's token, a list's
+    total, an Idempotency-Key's claim and answer), SQLAlchemy's work per execution (an execution
+    context, events, parameter and result objects) cost two to four times the statement itself
+    (docs/performance.md, "Small statements on the driver"). SQLAlchemy still compiles the
+    statement, once per dialect, and its types convert the parameters and the result values as
+    they would on its own path; rows come back as plain tuples. Driver errors are raised as the
+    SQLAlchemy exceptions its own path raises.
+    """
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self.plans: dict[str, tuple[Any, dict[str, Any], list[Any] | None]] = {}
+
+    def _plan(self, dialect: Any) -> tuple[Any, dict[str, Any], list[Any] | None]:
+        compiled = self.statement.compile(dialect=dialect)
+        binds = {
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+            for name, bind in compiled.binds.items()
+        }
+        results = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in getattr(self.statement, "exported_columns", ())
+        ]
+        bound = {name: process for name, process in binds.items() if process}
+        return compiled, bound, results if any(results) else None
+
+    def execute(self, connection: Connection, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        dialect = connection.dialect
+        plan = self.plans.get(dialect.name)
+        if plan is None:
+            plan = self.plans[dialect.name] = self._plan(dialect)
+        compiled, binds, results = plan
+        values = compiled.construct_params(parameters)
+        for name, process in binds.items():
+            values[name] = process(values[name])
+        if compiled.positiontup is not None:  # SQLite's `?` parameters
+            values = tuple(values[name] for name in compiled.positiontup)
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            cursor.execute(compiled.string, values)
+            rows = cursor.fetchall() if cursor.description else []
+        except dialect.loaded_dbapi.Error as error:
+            raise DBAPIError.instance(compiled.string, values, error, dialect.loaded_dbapi.Error) from error
+        finally:
+            cursor.close()
+        if results is None:
+            return rows
+        return [
+            tuple(value if process is None else process(value) for process, value in zip(results, row, strict=True))
+            for row in rows
+        ]
+
+
+SET_WRITE_CONTEXT = DriverStatement(
+    insert(WriteContext).prefix_with("OR REPLACE").values(id=1, actor=bindparam("actor"), tx=bindparam("tx"))
+)
+CLEAR_WRITE_CONTEXT = DriverStatement(delete(WriteContext))
+SET_ACTOR_SETTING = DriverStatement(text(f"SELECT set_config('{WRITE_CONTEXT_SETTING}', :actor, true)"))
 
 
 def begin_write(session: Session) -> None:
@@ -247,10 +305,10 @@ def record_actor(session: Session, actor: Mapping[str, Any]) -> None:
     connection = session.connection()
     encoded = encoded_actor(actor)
     if is_sqlite(connection.engine):
-        connection.execute(SET_WRITE_CONTEXT, {"id": 1, "actor": encoded, "tx": uuid.uuid4().hex})
+        SET_WRITE_CONTEXT.execute(connection, {"actor": encoded, "tx": uuid.uuid4().hex})
         session.info["write_context"] = True
     else:
-        connection.execute(SET_ACTOR_SETTING, {"actor": encoded})
+        SET_ACTOR_SETTING.execute(connection, {"actor": encoded})
 
 
 def encoded_actor(actor: Mapping[str, Any]) -> str:

@@ -223,8 +223,8 @@ STATEMENTS_PER_KIND = 256
 
 
 @lru_cache(maxsize=STATEMENTS_PER_KIND)
-def _count_statement(shape: ListFilter) -> Select[Any]:
-    return shape.apply(select(func.count()).select_from(Department))
+def _count_statement(shape: ListFilter) -> db.DriverStatement:
+    return db.DriverStatement(shape.apply(select(func.count()).select_from(Department)))
 
 
 @lru_cache(maxsize=STATEMENTS_PER_KIND)
@@ -245,7 +245,8 @@ def _rows(session: Session, query: Select[Any], params: dict[str, Any]) -> list[
 
 def count_departments(session: Session, where: ListFilter) -> int:
     """The number of departments matching `where` (a list's `total`)."""
-    return int(db.connection_of(session).execute(_count_statement(where.shape()), where.params()).scalar() or 0)
+    (count,), = _count_statement(where.shape()).execute(db.connection_of(session), where.params())
+    return int(count or 0)
 
 
 def list_departments(

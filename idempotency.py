@@ -106,7 +106,7 @@ def _once(key: str, answer: Callable[[], Response]) -> Response:
     with db.commit_held() as connection:
         _prune_now_and_then(connection, now)
         params = claim_parameters(caller, key, fingerprint, now, expires_at, g.actor)
-        if connection.execute(_claim_statement(connection), params).first() is None:
+        if not _claim_statement(connection).execute(connection, params):
             return _repeat(connection, caller, key, fingerprint, now)
         response = answer()
         stored = {
@@ -115,7 +115,7 @@ def _once(key: str, answer: Callable[[], Response]) -> Response:
             "the_status": response.status_code,
             "the_body": response.get_data(as_text=True),
         }
-        connection.execute(STORE, stored)
+        STORE.execute(connection, stored)
         return response
 
 
@@ -163,7 +163,7 @@ _VALUES = {
     "fingerprint": bindparam("the_fingerprint", type_=String),
     "expires_at": bindparam("the_expires_at", type_=_TIMESTAMP),
 }
-CLAIM_SQLITE = _claim(sqlite.insert, lambda statement: statement.values(**_VALUES))
+CLAIM_SQLITE = db.DriverStatement(_claim(sqlite.insert, lambda statement: statement.values(**_VALUES)))
 # PostgreSQL: the row is inserted only if the key's advisory lock is free (never waited for),
 # so a repeat arriving while the first request runs finds no row and answers 409, where a plain
 # INSERT would wait on the first one's uncommitted row. The same statement sets the change log's
@@ -171,7 +171,7 @@ CLAIM_SQLITE = _claim(sqlite.insert, lambda statement: statement.values(**_VALUE
 _ACTOR = select(
     func.set_config(db.WRITE_CONTEXT_SETTING, bindparam("actor", type_=String), true()).label("actor")
 ).cte("actor")
-CLAIM_POSTGRESQL = _claim(
+CLAIM_POSTGRESQL = db.DriverStatement(_claim(
     postgresql.insert,
     lambda statement: statement.from_select(
         list(_VALUES),
@@ -179,14 +179,16 @@ CLAIM_POSTGRESQL = _claim(
             func.pg_try_advisory_xact_lock(cast(bindparam("lock"), BigInteger))
         ),
     ),
-)
+))
 _THIS_KEY = (KEYS.c.caller == bindparam("the_caller"), KEYS.c.key == bindparam("the_key"))
-STORE = update(KEYS).where(*_THIS_KEY).values(status=bindparam("the_status"), body=bindparam("the_body"))
+STORE = db.DriverStatement(
+    update(KEYS).where(*_THIS_KEY).values(status=bindparam("the_status"), body=bindparam("the_body"))
+)
 STORED = select(KEYS).where(*_THIS_KEY)
 EXPIRED = delete(KEYS).where(KEYS.c.expires_at <= bindparam("now", type_=_TIMESTAMP))
 
 
-def _claim_statement(connection: Connection) -> Executable:
+def _claim_statement(connection: Connection) -> db.DriverStatement:
     return CLAIM_SQLITE if db.is_sqlite(connection.engine) else CLAIM_POSTGRESQL
 
 

@@ -4,8 +4,8 @@ Encoding a cold 50-department list with the standard library's `json` took 0.17 
 ~3 ms in-process, orjson 0.01 ms; JSON columns and the change log's row images decode faster
 alike (docs/performance.md, "JSON by orjson"). orjson refuses to write lone surrogates and
 integers outside 64 bits, and would read such an integer as a float: those go to `json`, so
-every value is answered exactly as before. The JSON is the same; only non-ASCII text is sent as UTF-8 instead of `\\u` escapes, as
-Rocket.Chat sends it.
+every value is answered exactly as before. The JSON is the same; only non-ASCII text is sent
+as UTF-8 instead of `\\u` escapes, as Rocket.Chat sends it.
 """
 
 from __future__ import annotations

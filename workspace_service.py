@@ -94,11 +94,11 @@ def get_setting(session: Session, setting_id: str) -> Setting:
     return setting
 
 
-ALL_SETTINGS = select(Setting.id, Setting.value)
+ALL_SETTINGS = db.DriverStatement(select(Setting.id, Setting.value))
 
 
 def all_settings(session: Session) -> dict[str, Any]:
-    return dict(db.connection_of(session).execute(ALL_SETTINGS).all())  # type: ignore[arg-type]
+    return dict(ALL_SETTINGS.execute(db.connection_of(session), {}))  # type: ignore[arg-type]
 
 
 

@@ -135,7 +135,7 @@ def test_a_repeat_while_the_first_runs_is_409(app, client, auth, backend):
     now = datetime.now(UTC)
     with app.extensions["db.engine"].connect() as first:
         params = idempotency.claim_parameters(user_id, "slow", fingerprint, now, now + timedelta(hours=1), {"type": "test"})
-        assert first.execute(idempotency.CLAIM_POSTGRESQL, params).first() is not None
+        assert idempotency.CLAIM_POSTGRESQL.execute(first, params)
         response = client.post(CREATE, json=body, headers={**auth.admin, "Idempotency-Key": "slow"})
         assert response.status_code == 409
         assert response.json["error"] == "error-idempotency-key-in-use"
