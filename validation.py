@@ -33,10 +33,10 @@ def format_date(value: datetime) -> str:
 
 
 class RCDateTime(fields.Field[datetime]):
-    """A date as Rocket.Chat sends it."""
+    """A date as Rocket.Chat sends it (a read may have formatted it already: department_service.DumpedDate)."""
 
-    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        return None if value is None else format_date(value)
+    def _serialize(self, value: datetime | str | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return value if value is None or type(value) is str else format_date(value)
 
 
 class Checked(fields.Raw):

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from conftest import API, create_department, raw_connection
+from conftest import API, create_department, raw_connection, write_by_hand
 from servers import Server, login, server_url
 
 LIVECHAT = f"{API}/livechat"
@@ -138,3 +138,29 @@ def test_a_hand_edit_is_seen_by_every_worker_of_a_real_gunicorn(empty_database_u
                 break
         answered = answering_pids(since)
         assert len(answered) == 4 and all(len(pids) == 2 for pids in answered.values()), answered
+
+
+# The service writes dates as `2016-12-13 17:22:19.109000` on SQLite, which the reads cut into their
+# wire form; a date written by hand in any other form is parsed and formatted (DumpedDate).
+HAND_WRITTEN_DATES = {
+    "sqlite": [
+        ("2026-12-07 05:56:44.123456", "2026-12-07T05:56:44.123Z"),
+        ("2026-12-07 05:56:44", "2026-12-07T05:56:44.000Z"),
+        ("2026-12-07T05:56:44.5", "2026-12-07T05:56:44.500Z"),
+        ("2026-12-07 05:56:44.123456+02:00", "2026-12-07T03:56:44.123Z"),
+    ],
+    "postgresql": [
+        ("2026-12-07 05:56:44.123456+00", "2026-12-07T05:56:44.123Z"),
+        ("2026-12-07 05:56:44.987654+02", "2026-12-07T03:56:44.987Z"),
+    ],
+}
+
+
+def test_a_date_written_by_hand_in_any_form_is_answered_in_rocket_chats(client, auth, backend, database_url):
+    department = create_department(client, auth.admin, name="Dated by hand")
+    for written, answered in HAND_WRITTEN_DATES[backend]:
+        write_by_hand(database_url, "UPDATE departments SET updated_at = ? WHERE id = ?", (written, department["_id"]))
+        one = client.get(f"{LIVECHAT}/department/{department['_id']}", headers=auth.admin).json
+        listed = client.get(f"{LIVECHAT}/department?text=Dated", headers=auth.admin).json
+        assert one["department"]["_updatedAt"] == answered, written
+        assert listed["departments"][0]["_updatedAt"] == answered, written
