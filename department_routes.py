@@ -53,6 +53,7 @@ bp = Blueprint("departments", __name__, url_prefix="/api/v1/livechat")
 VIEW = ("view-livechat-departments", "view-l-room")
 MANAGE = "manage-livechat-departments"
 ADD_AGENTS = "add-livechat-department-agents"
+DEFAULT_AGENT_ORDER = {"username": 1}  # GET …/agents without `sort`
 
 
 def _my_departments_only(only_mine: Any) -> str | None:
@@ -141,9 +142,10 @@ def _department_body(department_id: str, *, include_agents: bool, agent_id: str 
     return _with_agents(department, include_agents)
 
 
-def _if_match(department_id: str) -> Callable[[], None] | None:
+def _if_match(department_id: str, *, agent_list: bool = False) -> Callable[[], None] | None:
     """The request's If-Match, checked by the service once it holds the department's row: the
-    ETags of GET livechat/department/:_id (with and without agents) are the department's."""
+    ETags of GET livechat/department/:_id (with and without agents) are the department's; with
+    `agent_list`, so is that of GET …/agents as it answers without parameters (its first page)."""
     check = if_match_precondition()
     if check is None:
         return None
@@ -153,8 +155,12 @@ def _if_match(department_id: str) -> Callable[[], None] | None:
             _representation(dump(DepartmentWithAgentsSchema, _department_body(department_id, include_agents=include)))
             for include in (True, False)
         )
+        tags = [with_agents.etag, without_agents.etag]
+        if agent_list:
+            first_page = _agent_page(department_id, {}, parse_sort(None, service.AGENT_SORT, DEFAULT_AGENT_ORDER))
+            tags.append(_representation(dump(DepartmentAgentListSchema, first_page)).etag)
         shown = with_agents if granted("view-livechat-departments") else without_agents
-        check((with_agents.etag, without_agents.etag), shown.etag)
+        check(tags, shown.etag)
 
     return run
 
@@ -313,16 +319,19 @@ def list_agents(department_id: str) -> Any:
 
     def parse() -> tuple[Mapping[str, Any], Any]:
         params = request_query(DepartmentAgentsQuerySchema)
-        return params, parse_sort(params.get("sort"), service.AGENT_SORT, {"username": 1})
+        return params, parse_sort(params.get("sort"), service.AGENT_SORT, DEFAULT_AGENT_ORDER)
 
     def build(parsed: tuple[Mapping[str, Any], Any]) -> dict[str, Any]:
-        params, sort = parsed
-        offset, limit = workspace_service.page_window(settings(), params.get("offset"), params.get("count"))
-        agents, total = service.list_department_agents(db.session(), department_id, sort, offset, limit)
-        page = {"agents": agents, "count": len(agents), "offset": offset, "total": total}
-        return dump(DepartmentAgentListSchema, page)
+        return dump(DepartmentAgentListSchema, _agent_page(department_id, *parsed))
 
     return _cached_read(lambda: require_any(*VIEW), parse, build)
+
+
+def _agent_page(department_id: str, params: Mapping[str, Any], sort: Any) -> dict[str, Any]:
+    """What GET livechat/department/:_id/agents answers (DepartmentAgentListSchema dumps it)."""
+    offset, limit = workspace_service.page_window(settings(), params.get("offset"), params.get("count"))
+    agents, total = service.list_department_agents(db.session(), department_id, sort, offset, limit)
+    return {"agents": agents, "count": len(agents), "offset": offset, "total": total}
 
 
 @bp.post("/department/<department_id>/agents")
@@ -333,7 +342,8 @@ def save_agents(department_id: str) -> Any:
     require_any(MANAGE, ADD_AGENTS)
     body = load(DepartmentAgentsBodySchema, request_body())
     changes = load(AgentChangesSchema, body)
-    service.save_department_agents(db.session(), department_id, changes, precondition=_if_match(department_id))
+    precondition = _if_match(department_id, agent_list=True)
+    service.save_department_agents(db.session(), department_id, changes, precondition=precondition)
     return dump(SuccessSchema, {})
 
 

@@ -110,7 +110,10 @@ SECURITY = [{"userId": [], "authToken": []}]
 ETAG_HEADER = {"description": "A strong validator of this representation", "schema": {"type": "string"}}
 CONDITIONAL_HEADERS = {
     "If-None-Match": "ETags the client holds: 304 without a body when the current one is among them (or `*`)",
-    "If-Match": "The department's ETag (GET livechat/department/:_id): 412 when it changed since; `*` for any",
+    "If-Match": (
+        "The department's ETag (GET livechat/department/:_id; POST …/agents also takes that of GET …/agents"
+        " without parameters): 412 when it changed since; `*` for any"
+    ),
 }
 IDEMPOTENCY_KEY = {
     "in": "header",

@@ -112,6 +112,27 @@ def test_if_match_lets_the_current_etag_through_and_refuses_a_stale_one(client, 
     assert client.post(f"{url}/archive", headers={**auth.admin, "If-Match": weak}).status_code == 412
 
 
+def test_adding_agents_also_accepts_the_etag_of_the_agent_list_it_was_read_from(client, auth):
+    agent = auth.create_user("agent.listed", ["livechat-agent"])
+    department = create_department(client, auth.admin, name="Sales")
+    url = ONE.format(department["_id"])
+    listed = etag_of(client, f"{url}/agents", auth.admin)
+    paged = etag_of(client, f"{url}/agents?offset=1", auth.admin)  # another page: not the list's tag
+    add = {"upsert": [{"agentId": agent["_id"]}], "remove": []}
+
+    assert client.post(f"{url}/agents", json=add, headers={**auth.admin, "If-Match": paged}).status_code == 412
+    first = client.post(f"{url}/agents", json=add, headers={**auth.admin, "If-Match": listed})
+    assert first.status_code == 200, first.json
+    assert etag_of(client, f"{url}/agents", auth.admin) != listed
+    again = client.post(f"{url}/agents", json={"upsert": [], "remove": [{"agentId": agent["_id"]}]},
+                        headers={**auth.admin, "If-Match": listed})
+    assert again.status_code == 412  # the list changed since that tag was read
+    assert client.get(f"{url}/agents", headers=auth.admin).json["total"] == 1
+    # the department's other write routes take only the department's own tags
+    current = etag_of(client, f"{url}/agents", auth.admin)
+    assert client.post(f"{url}/archive", headers={**auth.admin, "If-Match": current}).status_code == 412
+
+
 def test_every_write_route_checks_if_match(client, auth):
     department = create_department(client, auth.admin, name="Sales")
     url = ONE.format(department["_id"])
