@@ -44,3 +44,11 @@ def test_driver_errors_are_raised_as_sqlalchemys_exceptions(app):
             statement.execute(connection, {"id": 7})  # the same primary key again
         assert "write_context" in str(raised.value)  # the statement is named, as SQLAlchemy names it
         transaction.rollback()
+
+
+def test_a_statement_whose_sql_changes_per_execution_is_refused_when_built():
+    # An IN list is rendered by SQLAlchemy at each execution; a compiled plan would send its placeholder.
+    with pytest.raises(ValueError, match="IN list"):
+        db.DriverStatement(select(LoginToken.user_id).where(LoginToken.user_id.in_(bindparam("ids", expanding=True))))
+    with pytest.raises(ValueError, match="IN list"):
+        db.DriverStatement(select(LoginToken.user_id).where(LoginToken.user_id.in_(["a", "b"])))
