@@ -242,14 +242,14 @@ class DriverStatement:
     """
 
     def __init__(self, statement: Any) -> None:
-        if statement.compile().post_compile_params:
-            # SQLAlchemy renders these (an `IN` list, say) anew for each execution; a plan cannot.
-            raise ValueError(f"db.DriverStatement: an IN list or other parameter rendered per execution in {statement}")
         self.statement = statement
         self.plans: dict[str, tuple[Any, dict[str, Any], list[Any] | None]] = {}
 
     def _plan(self, dialect: Any) -> tuple[Any, dict[str, Any], list[Any] | None]:
         compiled = self.statement.compile(dialect=dialect)
+        if compiled.post_compile_params:
+            # SQLAlchemy renders these (an `IN` list, say) anew for each execution; a plan cannot.
+            raise ValueError(f"db.DriverStatement: an IN list or other parameter rendered per execution in {compiled}")
         binds = {
             name: bind.type.dialect_impl(dialect).bind_processor(dialect)
             for name, bind in compiled.binds.items()

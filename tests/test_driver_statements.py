@@ -46,9 +46,12 @@ def test_driver_errors_are_raised_as_sqlalchemys_exceptions(app):
         transaction.rollback()
 
 
-def test_a_statement_whose_sql_changes_per_execution_is_refused_when_built():
+def test_a_statement_whose_sql_changes_per_execution_is_refused_before_anything_is_sent(app):
     # An IN list is rendered by SQLAlchemy at each execution; a compiled plan would send its placeholder.
-    with pytest.raises(ValueError, match="IN list"):
-        db.DriverStatement(select(LoginToken.user_id).where(LoginToken.user_id.in_(bindparam("ids", expanding=True))))
-    with pytest.raises(ValueError, match="IN list"):
-        db.DriverStatement(select(LoginToken.user_id).where(LoginToken.user_id.in_(["a", "b"])))
+    expanding = select(LoginToken.user_id).where(LoginToken.user_id.in_(bindparam("ids", expanding=True)))
+    literal_list = select(LoginToken.user_id).where(LoginToken.user_id.in_(["a", "b"]))
+    with app.extensions["db.engine"].connect() as connection:
+        with pytest.raises(ValueError, match="IN list"):
+            db.DriverStatement(expanding).execute(connection, {"ids": ["a"]})
+        with pytest.raises(ValueError, match="IN list"):
+            db.DriverStatement(literal_list).execute(connection, {})
