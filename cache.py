@@ -11,6 +11,9 @@ Contract:
   each request reads the counters first (db.data_version), and a cache seeing a new value drops
   all its entries. So no entry outlives the data it was computed from, and there is nothing to
   invalidate by hand.
+- One exception, for bodies that show one department only (GET one, its agents): when only the
+  data version moved, `responses` asks the change log which departments changed and keeps the
+  bodies of the others (`DepartmentResponses`). Every other body still goes at every write.
 - Bounded in entries (and bytes for bodies), the oldest going first.
 - `READ_CACHE=off` turns them all off: every lookup builds.
 
@@ -20,13 +23,17 @@ Each mechanism here was kept because the bench showed it paying (docs/performanc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+import threading
+from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
+import orjson
 from flask import current_app
+from sqlalchemy import select
 
 import db
 import workspace_service
+from models import DepartmentChange
 
 T = TypeVar("T")
 
@@ -46,8 +53,12 @@ class VersionedCache(Generic[T]):
         self.max_entries = max_entries
         self.max_bytes = max_bytes  # only for values that have a len() in bytes
         self.version: tuple[int, ...] | None = None
+        self.read_order = 0  # db.versions_read_order() of the request that moved the cache to `version`
         self.entries: dict[Hashable, T] = {}
         self.size = 0  # bytes held, when max_bytes is set
+        # Held to move the cache and to store in it: a store checked against the version before a
+        # move must not land after it (threaded workers).
+        self.lock = threading.Lock()
 
     def get_or_build(self, key: Hashable, build: Callable[[], T]) -> T:
         """`build()` once per version and key (or every time when the cache is off)."""
@@ -65,40 +76,150 @@ class VersionedCache(Generic[T]):
             return None, None
         version = tuple(db.data_version(counter) for counter in self.counters)
         if version != self.version:
-            self.version = version
-            self.entries = {}
-            self.size = 0
+            with self.lock:
+                if version != self.version:
+                    order = db.versions_read_order()
+                    if order < self.read_order:
+                        # This request read the counters before the request that moved the cache
+                        # (a thread that began before a write): it neither reads nor fills it.
+                        return None, None
+                    self.move_to(version)
+                    self.version, self.read_order = version, order
         return self.entries.get(key), version
 
-    def store(self, version: tuple[int, ...] | None, key: Hashable, value: T) -> None:
-        """Keep `value`, built after `lookup` gave `version`; not if the cache moved on meanwhile
-        (another thread of a threaded worker saw a newer version)."""
-        if self.enabled and version == self.version:
-            self._store(key, value)
+    def move_to(self, version: tuple[int, ...]) -> None:
+        """Drop what `version` may have changed (here: everything); called under the lock, and
+        `version` is set after it."""
+        self.entries = {}
+        self.size = 0
 
-    def _store(self, key: Hashable, value: T) -> None:
-        size = len(value) if self.max_bytes is not None else 0  # type: ignore[arg-type]
+    def store(self, version: tuple[int, ...] | None, key: Hashable, value: T) -> bool:
+        """Keep `value`, built after `lookup` gave `version`; not if the cache moved on meanwhile
+        (another thread of a threaded worker saw a newer version). Whether it was kept."""
+        with self.lock:
+            return self.enabled and version == self.version and self._store(key, value)
+
+    def _store(self, key: Hashable, value: T) -> bool:
+        size = self._size(value)
         max_bytes = self.max_bytes if self.max_bytes is not None else math.inf
         if size > max_bytes:
-            return  # larger than the whole cache: served, not kept
+            return False  # larger than the whole cache: served, not kept
+        if key in self.entries:  # built by two threads at once
+            self._drop(key)
         while self.entries and (len(self.entries) >= self.max_entries or self.size + size > max_bytes):
-            oldest = self.entries.pop(next(iter(self.entries)))
-            self.size -= len(oldest) if self.max_bytes is not None else 0  # type: ignore[arg-type]
+            self._drop(next(iter(self.entries)))
         self.entries[key] = value
         self.size += size
+        return True
+
+    def _drop(self, key: Hashable) -> None:
+        self.size -= self._size(self.entries.pop(key))
+
+    def _size(self, value: T) -> int:
+        return len(value) if self.max_bytes is not None else 0  # type: ignore[arg-type]
+
+
+class DepartmentResponses(VersionedCache[bytes]):
+    """The bodies of the department API's reads, following (DATA, SETTINGS).
+
+    A body stored with the one department it shows (GET one, its agents: `department`) outlives
+    writes to other departments. When only DATA moved, the change log (models.DepartmentChange,
+    written by the database's triggers whoever writes) names the departments the versions in
+    between changed; their bodies go, with every body of no single department (lists, searches).
+    Everything goes instead when the log cannot vouch for the whole step: a version in between
+    without its rows (pruned, or a counter moved by hand), the row seen at the old version gone or
+    different (a restore), a TRUNCATE ("*"), or more than MAX_STEP versions at once.
+    """
+
+    MAX_STEP = 256  # a longer step (a bulk import) drops everything rather than read its log
+
+    def __init__(self, max_entries: int, max_bytes: int, *, enabled: bool) -> None:
+        super().__init__((db.DATA, db.SETTINGS), max_entries, max_bytes, enabled=enabled)
+        self.department_of: dict[Hashable, str | None] = {}
+        self.keys_of: dict[str | None, set[Hashable]] = {}  # None: bodies of no single department
+        self.anchor: tuple[int, int] | None = None  # (seq, changed_at) of the first log row at `version`'s DATA
+
+    def store(
+        self, version: tuple[int, ...] | None, key: Hashable, value: bytes, department: str | None = None
+    ) -> bool:
+        with self.lock:
+            if not (self.enabled and version == self.version and self._store(key, value)):
+                return False
+            self.department_of[key] = department
+            self.keys_of.setdefault(department, set()).add(key)
+            return True
+
+    def _drop(self, key: Hashable) -> None:
+        super()._drop(key)
+        self.keys_of[self.department_of.pop(key)].discard(key)
+
+    def move_to(self, version: tuple[int, ...]) -> None:
+        old = self.version
+        step = old is not None and version[1:] == old[1:] and 0 < version[0] - old[0] <= self.MAX_STEP
+        rows = _log_rows(old[0] if step and old is not None else version[0], version[0])
+        changed = self._changed_departments(rows, old[0], version[0]) if step and old is not None else None
+        if changed is None:
+            super().move_to(version)
+            self.department_of, self.keys_of = {}, {}
+        else:
+            for department in (None, *changed):
+                for key in self.keys_of.pop(department, ()):
+                    self.size -= len(self.entries.pop(key))
+                    del self.department_of[key]
+        self.anchor = next(((seq, at) for v, _d, seq, at in rows if v == version[0]), None)
+
+    def kept_rows(self, ids: list[str], build: Callable[[list[str]], dict[str, bytes]]) -> list[orjson.Fragment] | None:
+        """The rows of a department list, as JSON in `ids`' order: the kept ones, and the others
+        from `build(missing)` (id -> JSON), then kept. None when the cache is off or not at this
+        request's version, or when `build` leaves one out (gone since, or JSON orjson refuses):
+        the caller then builds the page whole."""
+        version = tuple(db.data_version(counter) for counter in self.counters)
+        if not self.enabled or version != self.version:
+            return None
+        found = [self.entries.get(("row", department)) for department in ids]
+        missing = [department for department, row in zip(ids, found, strict=True) if row is None]
+        if missing:
+            built = build(missing)
+            if any(department not in built for department in missing):
+                return None
+            for department in missing:
+                self.store(version, ("row", department), built[department], department)
+            found = [built[department] if row is None else row for department, row in zip(ids, found, strict=True)]
+        return [orjson.Fragment(row) for row in found]  # type: ignore[arg-type]
+
+    def _changed_departments(self, rows: Sequence[tuple[int, str, int, int]], old: int, new: int) -> set[str] | None:
+        """The departments changed by the versions after `old` through `new`, given the log's rows
+        of those versions; None when the rows cannot vouch for the step (the class's docstring)."""
+        anchor = next(((seq, at) for v, _d, seq, at in rows if v == old), None)
+        if anchor is None or anchor != self.anchor:
+            return None
+        if len({v for v, _d, _s, _a in rows if v > old}) != new - old:
+            return None
+        changed = {department for v, department, _s, _a in rows if v > old}
+        return None if "*" in changed else changed
+
+
+def _log_rows(first: int, last: int) -> list[tuple[int, str, int, int]]:
+    """(version, department_id, seq, changed_at) of the change log's rows of versions `first`
+    through `last`, in version and then log order."""
+    log = DepartmentChange
+    query = (
+        select(log.version, log.department_id, log.seq, log.changed_at)
+        .where(log.version.between(first, last))
+        .order_by(log.version, log.seq)
+    )
+    return [tuple(row) for row in db.connection_of(db.session()).execute(query)]  # type: ignore[misc]
 
 
 class Caches:
     """The caches of one application (one per gunicorn worker)."""
 
-    def __init__(self, enabled: bool, max_responses: int = 2048, max_response_bytes: int = 16 * 1024 * 1024) -> None:
+    def __init__(self, enabled: bool, max_responses: int = 8192, max_response_bytes: int = 16 * 1024 * 1024) -> None:
         self.callers: VersionedCache[object] = VersionedCache((db.AUTH,), 10_000, enabled=enabled)
         self.settings: VersionedCache[dict[str, object]] = VersionedCache((db.SETTINGS,), 1, enabled=enabled)
-        # A body of 50 departments weighs ~30 KB: 16 MiB keep ~500 such pages, or 2,048 smaller
-        # bodies, per worker (bench/run.py --mode growth checks the memory).
-        self.responses: VersionedCache[bytes] = VersionedCache(
-            (db.DATA, db.SETTINGS), max_responses, max_response_bytes, enabled=enabled
-        )
+        # A body of 50 departments weighs ~30 KB and a list's row ~0.6 KB: 16 MiB keep ~500 such
+        # pages, or 8,192 smaller entries, per worker (bench/run.py --mode growth checks the memory).
+        self.responses = DepartmentResponses(max_responses, max_response_bytes, enabled=enabled)
 
 
 def caches() -> Caches:

@@ -322,6 +322,12 @@ VERSION_QUERY = "SELECT id, version FROM data_version"
 VERSION_STATEMENT = b"data_versions"  # its name, prepared on each PostgreSQL connection
 
 
+class Versions(dict[int, int]):
+    """The counters as one read found them; `order` ranks the reads of a process (the first is 1)."""
+
+    order = 0
+
+
 class VersionReader:
     """Reads the committed version counters on a connection of its own, in autocommit mode.
 
@@ -335,8 +341,9 @@ class VersionReader:
         self.engine = engine
         self.lock = threading.Lock()
         self.connection: Any = None
+        self.reads = 0
 
-    def read(self) -> dict[int, int]:
+    def read(self) -> Versions:
         with self.lock:
             for attempt in (1, 2):
                 try:
@@ -346,7 +353,10 @@ class VersionReader:
                         rows = _libpq_rows(self.connection.pgconn)
                     else:
                         rows = self.connection.execute(VERSION_QUERY).fetchall()
-                    return {int(counter): int(version) for counter, version in rows}
+                    versions = Versions((int(counter), int(version)) for counter, version in rows)
+                    self.reads += 1
+                    versions.order = self.reads
+                    return versions
                 except Exception as error:
                     self._close()
                     # The database went away (a restart?): the pooled connections went with it.
@@ -397,6 +407,13 @@ def data_version(counter: int) -> int:
     if versions is None:
         versions = g.data_versions = current_app.extensions["db.version_reader"].read()
     return versions[counter]
+
+
+def versions_read_order() -> int:
+    """When this request read the counters, among the reads of this process (a later read never
+    finds an older version, unless the database went back: a restore)."""
+    data_version(DATA)
+    return g.data_versions.order
 
 
 def dispose(app: Flask) -> None:

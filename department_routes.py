@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, request
 
 import db
 import department_service as service
+import json_codec
 import workspace_service
 from access import current_user, granted, require_all, require_any
 from cache import caches, settings
@@ -38,6 +39,7 @@ from schemas import (
     DepartmentGetQuerySchema,
     DepartmentListQuerySchema,
     DepartmentListSchema,
+    DepartmentSchema,
     DepartmentsSchema,
     DepartmentUpdateSchema,
     DepartmentWithAgentsSchema,
@@ -82,8 +84,23 @@ def _department_list(
     check_json_param("query", params.get("query"))
     offset, limit = workspace_service.page_window(settings(), params.get("offset"), params.get("count"))
     where = _department_filter(params, archived_only=archived_only)
+    if caches().responses.enabled and current_app.json.embeds_json:  # type: ignore[attr-defined]
+        # The page's ids from the database, its rows' JSON from the cache (kept per department).
+        ids, total = service.list_department_ids(db.session(), where, sort, offset, limit)
+        rows = caches().responses.kept_rows(ids, _list_rows_json)
+        if rows is not None:
+            body = dump(schema, {"departments": [], "count": len(rows), "offset": offset, "total": total})
+            body["departments"] = rows
+            return body
     rows, total = service.list_departments(db.session(), where, sort, offset, limit)
     return dump(schema, {"departments": rows, "count": len(rows), "offset": offset, "total": total})
+
+
+def _list_rows_json(ids: list[str]) -> dict[str, bytes]:
+    """These departments' rows of a list, as JSON; none for a row orjson refuses (json_codec.encoded)."""
+    rows = service.departments_by_id(db.session(), ids)
+    encoded = ((row.id, json_codec.encoded(dump(DepartmentSchema, row))) for row in rows)
+    return {department: body for department, body in encoded if body is not None}
 
 
 P = TypeVar("P")
@@ -95,13 +112,15 @@ def _cached_read(
     build: Callable[[P], dict[str, Any]],
     *,
     parse_first: bool = False,
+    department: str | None = None,
 ) -> Response:
     """A read's JSON with its ETag, kept in the response cache (cache.py) under _response_key.
 
     `parse` validates the request (400), `check` the caller's permissions (403), in Rocket.Chat's
     order for the route (`parse_first`: ajv-validated routes), then `build` answers. A kept body
-    answered a request that passed `parse`, so serving it again only takes `check`. If-None-Match
-    is looked at last: a 304 tells no more than the 200 would have."""
+    answered a request that passed `parse`, so serving it again only takes `check`. A body that
+    shows `department` and nothing else is kept across writes to other departments (cache.py).
+    If-None-Match is looked at last: a 304 tells no more than the 200 would have."""
     responses = caches().responses
     key = _response_key()
     body, version = responses.lookup(key)
@@ -115,7 +134,7 @@ def _cached_read(
         check()
         params = parse()
     body = _representation(build(params))
-    responses.store(version, key, body)
+    responses.store(version, key, body, department)
     return _response(body)
 
 
@@ -229,7 +248,9 @@ def get_department(department_id: str) -> Any:
         body = _department_body(department_id, include_agents=include_agents, agent_id=agent_id)
         return dump(DepartmentWithAgentsSchema, body)
 
-    return _cached_read(lambda: require_any(*VIEW), lambda: request_query(DepartmentGetQuerySchema), build)
+    return _cached_read(
+        lambda: require_any(*VIEW), lambda: request_query(DepartmentGetQuerySchema), build, department=department_id
+    )
 
 
 @bp.put("/department/<department_id>")
@@ -324,7 +345,7 @@ def list_agents(department_id: str) -> Any:
     def build(parsed: tuple[Mapping[str, Any], Any]) -> dict[str, Any]:
         return dump(DepartmentAgentListSchema, _agent_page(department_id, *parsed))
 
-    return _cached_read(lambda: require_any(*VIEW), parse, build)
+    return _cached_read(lambda: require_any(*VIEW), parse, build, department=department_id)
 
 
 def _agent_page(department_id: str, params: Mapping[str, Any], sort: Any) -> dict[str, Any]:

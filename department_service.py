@@ -247,6 +247,7 @@ def _dumped(table: Any) -> Select[Any]:
 DEPARTMENT_ROW = _dumped(Department.__table__)
 AGENT_ROW = _dumped(DepartmentAgent.__table__)
 DEPARTMENT_BY_ID = DEPARTMENT_ROW.where(Department.id == bindparam("department_id"))
+DEPARTMENTS_BY_IDS = DEPARTMENT_ROW.where(Department.id.in_(bindparam("ids", expanding=True)))
 LINKED_DEPARTMENT_BY_ID = ListFilter(archived=None, agent_id="?").apply(DEPARTMENT_BY_ID)
 AGENTS_OF = AGENT_ROW.where(DepartmentAgent.department_id == bindparam("department_id"))
 AGENTS_BY_USERNAME = AGENTS_OF.order_by(DepartmentAgent.username, DepartmentAgent.agent_id)
@@ -263,6 +264,11 @@ def _count_statement(shape: ListFilter) -> db.DriverStatement:
 def _page_statement(shape: ListFilter, sort: Sort, paged: bool) -> Select[Any]:
     query = _ordered(shape.apply(DEPARTMENT_ROW), sort, DEPARTMENT_SORT, Department.id).offset(bindparam("offset"))
     return query.limit(bindparam("limit")) if paged else query
+
+
+@lru_cache(maxsize=STATEMENTS_PER_KIND)
+def _page_ids_statement(shape: ListFilter, sort: Sort, paged: bool) -> Select[Any]:
+    return _page_statement(shape, sort, paged).with_only_columns(Department.id)
 
 
 @lru_cache(maxsize=STATEMENTS_PER_KIND)
@@ -289,9 +295,28 @@ def list_departments(
     itself, as most `text` searches do: no COUNT then."""
     query = _page_statement(where.shape(), tuple(sort), limit is not None)
     rows = _rows(session, query, {**where.params(), "offset": offset, "limit": limit})
-    if (limit is None or len(rows) < limit) and (rows or offset == 0):
-        return rows, offset + len(rows)
-    return rows, count_departments(session, where)
+    return rows, _total(session, where, offset, limit, len(rows))
+
+
+def list_department_ids(
+    session: Session, where: ListFilter, sort: Sort, offset: int, limit: int | None
+) -> tuple[list[str], int]:
+    """list_departments with the page's ids for its rows, for a caller that keeps rows already
+    dumped (cache.py): the same statement, selecting only the id."""
+    query = _page_ids_statement(where.shape(), tuple(sort), limit is not None)
+    ids = [row[0] for row in _rows(session, query, {**where.params(), "offset": offset, "limit": limit})]
+    return ids, _total(session, where, offset, limit, len(ids))
+
+
+def _total(session: Session, where: ListFilter, offset: int, limit: int | None, shown: int) -> int:
+    if (limit is None or shown < limit) and (shown or offset == 0):
+        return offset + shown
+    return count_departments(session, where)
+
+
+def departments_by_id(session: Session, ids: list[str]) -> list[Row[Any]]:
+    """The rows of these departments (list_departments' form), in no particular order."""
+    return _rows(session, DEPARTMENTS_BY_IDS, {"ids": ids})
 
 
 def get_department(session: Session, department_id: str, *, agent_id: str | None = None) -> Row[Any] | None:

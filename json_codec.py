@@ -55,6 +55,15 @@ def _holds_float(value: Any) -> bool:
     return False
 
 
+def encoded(value: Any) -> bytes | None:
+    """`value` as the JSON the responses hold it in (a part of one: no newline), or None where
+    orjson refuses it (department_routes keeps such a row out of the row cache)."""
+    try:
+        return orjson.dumps(value, default=_flask_default, option=_OPTIONS & ~orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return None
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text (a webhook's body)."""
     try:
@@ -63,14 +72,23 @@ def dumps(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+_flask_default = DefaultJSONProvider.default
+
+
 class JSONProvider(DefaultJSONProvider):
     """Flask's JSON responses (`jsonify`, `app.json.response`) in Rocket.Chat's key order."""
 
     sort_keys = False
 
+    @property
+    def embeds_json(self) -> bool:
+        """Whether a response may hold parts already encoded (orjson.Fragment): not when it is
+        indented (debug), as `json` writes those."""
+        return not (self.compact is False or (self.compact is None and self._app.debug))
+
     def response(self, *args: Any, **kwargs: Any) -> Response:
         data = self._prepare_response_obj(args, kwargs)
-        if self.compact is False or (self.compact is None and self._app.debug):
+        if not self.embeds_json:
             return super().response(data)  # indented, as Flask's debug mode shows it
         try:
             body = orjson.dumps(data, default=self.default, option=_OPTIONS)
