@@ -11,9 +11,9 @@ Contract:
   each request reads the counters first (db.data_version), and a cache seeing a new value drops
   all its entries. So no entry outlives the data it was computed from, and there is nothing to
   invalidate by hand.
-- One exception, for bodies that show one department only (GET one, its agents): when only the
-  data version moved, `responses` asks the change log which departments changed and keeps the
-  bodies of the others (`DepartmentResponses`). Every other body still goes at every write.
+- One exception, for what shows one department only (GET one, its agents, a list's row as JSON):
+  when only the data version moved, `responses` asks the change log which departments changed and
+  keeps the entries of the others (`DepartmentResponses`). Every other body goes at every write.
 - Bounded in entries (and bytes for bodies), the oldest going first.
 - `READ_CACHE=off` turns them all off: every lookup builds.
 
@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 import orjson
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 import db
 import workspace_service
@@ -120,15 +120,16 @@ class VersionedCache(Generic[T]):
 
 
 class DepartmentResponses(VersionedCache[bytes]):
-    """The bodies of the department API's reads, following (DATA, SETTINGS).
+    """The bodies of the department API's reads, and the rows of its lists, following (DATA, SETTINGS).
 
-    A body stored with the one department it shows (GET one, its agents: `department`) outlives
-    writes to other departments. When only DATA moved, the change log (models.DepartmentChange,
-    written by the database's triggers whoever writes) names the departments the versions in
-    between changed; their bodies go, with every body of no single department (lists, searches).
-    Everything goes instead when the log cannot vouch for the whole step: a version in between
-    without its rows (pruned, or a counter moved by hand), the row seen at the old version gone or
-    different (a restore), a TRUNCATE ("*"), or more than MAX_STEP versions at once.
+    An entry stored with the one department it shows (GET one, its agents, a list's row as JSON:
+    `department`) outlives writes to other departments. When only DATA moved, the change log
+    (models.DepartmentChange, written by the database's triggers whoever writes) names the
+    departments the versions in between changed; their entries go, with every body of no single
+    department (lists, searches). Everything goes instead when the log cannot vouch for the whole
+    step: a version in between without its rows (pruned, or a counter moved by hand), the first row
+    at the old version gone or different (a restore), a TRUNCATE ("*"), or more than MAX_STEP
+    versions or rows at once.
     """
 
     MAX_STEP = 256  # a longer step (a bulk import) drops everything rather than read its log
@@ -137,7 +138,7 @@ class DepartmentResponses(VersionedCache[bytes]):
         super().__init__((db.DATA, db.SETTINGS), max_entries, max_bytes, enabled=enabled)
         self.department_of: dict[Hashable, str | None] = {}
         self.keys_of: dict[str | None, set[Hashable]] = {}  # None: bodies of no single department
-        self.anchor: tuple[int, int] | None = None  # (seq, changed_at) of the first log row at `version`'s DATA
+        self.anchor: tuple[int, int] | None = None  # the first log row at `version`'s DATA: (seq, changed_at)
 
     def store(
         self, version: tuple[int, ...] | None, key: Hashable, value: bytes, department: str | None = None
@@ -154,10 +155,7 @@ class DepartmentResponses(VersionedCache[bytes]):
         self.keys_of[self.department_of.pop(key)].discard(key)
 
     def move_to(self, version: tuple[int, ...]) -> None:
-        old = self.version
-        step = old is not None and version[1:] == old[1:] and 0 < version[0] - old[0] <= self.MAX_STEP
-        rows = _log_rows(old[0] if step and old is not None else version[0], version[0])
-        changed = self._changed_departments(rows, old[0], version[0]) if step and old is not None else None
+        changed = self._changed_departments(version)
         if changed is None:
             super().move_to(version)
             self.department_of, self.keys_of = {}, {}
@@ -166,7 +164,21 @@ class DepartmentResponses(VersionedCache[bytes]):
                 for key in self.keys_of.pop(department, ()):
                     self.size -= len(self.entries.pop(key))
                     del self.department_of[key]
-        self.anchor = next(((seq, at) for v, _d, seq, at in rows if v == version[0]), None)
+        self.anchor = _first_log_row(version[0])
+
+    def _changed_departments(self, version: tuple[int, ...]) -> set[str] | None:
+        """The departments changed between `self.version` and `version`; None when the step is not
+        one the log can vouch for (the class's docstring)."""
+        old = self.version
+        if old is None or version[1:] != old[1:] or not 0 < version[0] - old[0] <= self.MAX_STEP:
+            return None
+        if self.anchor is None or _first_log_row(old[0]) != self.anchor:
+            return None
+        rows = STEP_ROWS.execute(db.connection_of(db.session()), {"old": old[0], "new": version[0]})
+        if len(rows) > self.MAX_STEP or len({v for v, _department in rows}) != version[0] - old[0]:
+            return None
+        changed = {department for _version, department in rows}
+        return None if "*" in changed else changed
 
     def kept_rows(self, ids: list[str], build: Callable[[list[str]], dict[str, bytes]]) -> list[orjson.Fragment] | None:
         """The rows of a department list, as JSON in `ids`' order: the kept ones, and the others
@@ -187,28 +199,23 @@ class DepartmentResponses(VersionedCache[bytes]):
             found = [built[department] if row is None else row for department, row in zip(ids, found, strict=True)]
         return [orjson.Fragment(row) for row in found]  # type: ignore[arg-type]
 
-    def _changed_departments(self, rows: Sequence[tuple[int, str, int, int]], old: int, new: int) -> set[str] | None:
-        """The departments changed by the versions after `old` through `new`, given the log's rows
-        of those versions; None when the rows cannot vouch for the step (the class's docstring)."""
-        anchor = next(((seq, at) for v, _d, seq, at in rows if v == old), None)
-        if anchor is None or anchor != self.anchor:
-            return None
-        if len({v for v, _d, _s, _a in rows if v > old}) != new - old:
-            return None
-        changed = {department for v, department, _s, _a in rows if v > old}
-        return None if "*" in changed else changed
+
+_log = DepartmentChange
+# The log's rows of the versions after :old through :new (at most MAX_STEP + 1 of them), and the
+# first row of a version: small fixed statements, run on the driver (db.DriverStatement).
+STEP_ROWS = db.DriverStatement(
+    select(_log.version, _log.department_id)
+    .where(_log.version > bindparam("old"), _log.version <= bindparam("new"))
+    .limit(DepartmentResponses.MAX_STEP + 1)
+)
+FIRST_LOG_ROW = db.DriverStatement(
+    select(_log.seq, _log.changed_at).where(_log.version == bindparam("version")).order_by(_log.seq).limit(1)
+)
 
 
-def _log_rows(first: int, last: int) -> list[tuple[int, str, int, int]]:
-    """(version, department_id, seq, changed_at) of the change log's rows of versions `first`
-    through `last`, in version and then log order."""
-    log = DepartmentChange
-    query = (
-        select(log.version, log.department_id, log.seq, log.changed_at)
-        .where(log.version.between(first, last))
-        .order_by(log.version, log.seq)
-    )
-    return [tuple(row) for row in db.connection_of(db.session()).execute(query)]  # type: ignore[misc]
+def _first_log_row(version: int) -> tuple[int, int] | None:
+    rows = FIRST_LOG_ROW.execute(db.connection_of(db.session()), {"version": version})
+    return tuple(rows[0]) if rows else None  # type: ignore[return-value]
 
 
 class Caches:
