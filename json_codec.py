@@ -21,6 +21,7 @@ from flask.json.provider import DefaultJSONProvider
 # Dates and dataclasses go to Flask's `default`, as with `json`, and the body ends with a newline,
 # as Flask's own: the same text as before.
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_APPEND_NEWLINE
+_flask_default = DefaultJSONProvider.default
 
 
 def loads(text: str | bytes) -> Any:
@@ -70,9 +71,6 @@ def dumps(value: Any) -> str:
         return orjson.dumps(value).decode()
     except TypeError:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-_flask_default = DefaultJSONProvider.default
 
 
 class JSONProvider(DefaultJSONProvider):
