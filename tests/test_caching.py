@@ -272,6 +272,22 @@ def test_a_step_the_change_log_cannot_vouch_for_drops_every_body(client, auth, s
     assert one not in _cached_keys(second_worker)
 
 
+def test_one_transaction_over_more_departments_than_a_step_holds_drops_every_body(
+    client, auth, second_worker, database_url
+):
+    """On PostgreSQL such a transaction is one version with a log row per department: more rows than
+    DepartmentResponses.MAX_STEP. On SQLite every row has a version of its own: too many versions."""
+    other, other_headers = _login(second_worker)
+    ids = [create_department(client, auth.admin, name=f"D{k:03d}")["_id"] for k in range(cache.DepartmentResponses.MAX_STEP + 2)]
+    for department_id in ids:
+        assert other.get(f"{API}/department/{department_id}", headers=other_headers).status_code == 200
+
+    write_by_hand(database_url, "UPDATE departments SET description = 'all at once'")
+    answered = other.get(f"{API}/department/{ids[0]}", headers=other_headers).json["department"]
+    assert answered["description"] == "all at once"
+    assert _cached_keys(second_worker) == {f"{API}/department/{ids[0]}"}  # nothing from before the step
+
+
 def _login(worker_app):
     client = worker_app.test_client()
     login = client.post("/api/v1/login", json={"user": "admin", "password": ADMIN_PASSWORD}).json["data"]
