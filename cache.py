@@ -183,8 +183,9 @@ class DepartmentResponses(VersionedCache[bytes]):
     def kept_rows(self, ids: list[str], build: Callable[[list[str]], dict[str, bytes]]) -> list[orjson.Fragment] | None:
         """The rows of a department list, as JSON in `ids`' order: the kept ones, and the others
         from `build(missing)` (id -> JSON), then kept. None when the cache is off or not at this
-        request's version, or when `build` leaves one out (gone since, or JSON orjson refuses):
-        the caller then builds the page whole."""
+        request's version, when `build` leaves one out (gone since, or JSON orjson refuses), or when
+        a write committed since the request read the counters (the ids may then be of a newer version
+        than the kept rows): the caller then builds the page whole."""
         version = tuple(db.data_version(counter) for counter in self.counters)
         if not self.enabled or version != self.version:
             return None
@@ -197,6 +198,8 @@ class DepartmentResponses(VersionedCache[bytes]):
             for department in missing:
                 self.store(version, ("row", department), built[department], department)
             found = [built[department] if row is None else row for department, row in zip(ids, found, strict=True)]
+        if not db.versions_unchanged():
+            return None
         return [orjson.Fragment(row) for row in found]  # type: ignore[arg-type]
 
 

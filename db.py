@@ -409,6 +409,13 @@ def data_version(counter: int) -> int:
     return versions[counter]
 
 
+def versions_unchanged() -> bool:
+    """Whether the counters still read what this request read first: nothing was committed since,
+    so whatever the request read in between was of that version."""
+    data_version(DATA)
+    return current_app.extensions["db.version_reader"].read() == g.data_versions
+
+
 def versions_read_order() -> int:
     """When this request read the counters, among the reads of this process (a later read never
     finds an older version, unless the database went back: a restore)."""

@@ -18,6 +18,7 @@ from conftest import ADMIN_PASSWORD, CHEAP_HASHING, create_department, raw_conne
 
 import cache
 import db
+import department_service
 from app import create_app
 from models import Department
 
@@ -228,6 +229,24 @@ def test_a_write_to_one_department_keeps_the_cached_bodies_of_the_others(client,
     body = {"upsert": [{"agentId": agent["_id"], "count": 1}], "remove": []}
     assert client.post(f"{API}/department/{kept}/agents", json=body, headers=auth.admin).status_code == 200
     assert [a["agentId"] for a in other.get(agents, headers=other_headers).json["agents"]] == [agent["_id"]]
+
+
+def test_a_list_read_while_a_write_commits_is_built_from_one_version(client, auth, database_url, monkeypatch):
+    """A write committed after the request read the counters and before it read the page's ids: the
+    ids are then newer than the rows kept for the request's version, so the page is built whole."""
+    renamed = create_department(client, auth.admin, name="Alpha")["_id"]
+    for name in ("Bravo", "Charlie"):
+        create_department(client, auth.admin, name=name)
+    assert client.get(f"{API}/department", headers=auth.admin).status_code == 200  # rows kept
+    page_ids = department_service.list_department_ids
+
+    def ids_after_a_hand_write(*args, **kwargs):
+        write_by_hand(database_url, "UPDATE departments SET name = 'Zulu' WHERE id = ?", (renamed,))
+        return page_ids(*args, **kwargs)
+
+    monkeypatch.setattr(department_service, "list_department_ids", ids_after_a_hand_write)
+    page = client.get(f"{API}/department?count=10", headers=auth.admin).json
+    assert [d["name"] for d in page["departments"]] == ["Bravo", "Charlie", "Zulu"]
 
 
 def _move_counter_by_hand(database_url, _other_department):
