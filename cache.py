@@ -161,8 +161,8 @@ class DepartmentResponses(VersionedCache[bytes]):
             self.department_of, self.keys_of = {}, {}
         else:
             for department in (None, *changed):
-                for key in self.keys_of.pop(department, ()):
-                    self.size -= len(self.entries.pop(key))
+                for key in self.keys_of.pop(department, ()):  # the set goes whole: no discard per key
+                    VersionedCache._drop(self, key)
                     del self.department_of[key]
         self.anchor = _first_log_row(version[0])
 
