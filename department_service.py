@@ -26,7 +26,6 @@ from sqlalchemy import (
     delete,
     false,
     func,
-    or_,
     select,
     true,
     type_coerce,
@@ -39,7 +38,7 @@ from sqlalchemy.types import TypeDecorator
 
 import db
 from errors import ApiError
-from models import Department, DepartmentAgent, User, UTCDateTime, utcnow
+from models import LISTED, NOT_A_UNIT, NOT_ARCHIVED, Department, DepartmentAgent, User, UTCDateTime, utcnow
 from validation import format_date
 
 log = logging.getLogger(__name__)
@@ -115,12 +114,6 @@ def _is_archived() -> Any:
     return Department.archived.is_(True)
 
 
-def _not_archived() -> Any:
-    # `IS NOT` (not `IS NULL OR = false`): the planner then walks the name index in order and
-    # filters inside it (ix_departments_name_id_archived_type), instead of sorting every row.
-    return Department.archived.is_not(True)
-
-
 # ---------------------------------------------------------------------------
 # Reads
 # ---------------------------------------------------------------------------
@@ -160,12 +153,12 @@ class ListFilter:
 
     def apply(self, query: Select[Any]) -> Select[Any]:
         """`query` narrowed by this filter's shape; the values are bound at execution (`params`)."""
-        # Rocket.Chat EE keeps units (type 'u') in the same collection; lists show departments only.
-        query = query.where(or_(Department.type.is_(None), Department.type == "d"))
-        if self.archived is True:
-            query = query.where(_is_archived())
-        elif self.archived is False:
-            query = query.where(_not_archived())
+        if self.archived is False:
+            query = query.where(LISTED)
+        else:
+            query = query.where(NOT_A_UNIT)
+            if self.archived is True:
+                query = query.where(_is_archived())
         if self.text:
             query = query.where(folded_name().like(bindparam("text"), escape="\\"))
         if self.enabled_only:
@@ -356,7 +349,7 @@ def autocomplete(
     if selector.get("exceptions"):
         query = query.where(Department.id.not_in(selector["exceptions"]))
     if not show_archived:
-        query = query.where(_not_archived())
+        query = query.where(NOT_ARCHIVED)
     if agent_id is not None:
         query = ListFilter(archived=None, agent_id="?").apply(query)
     for key, value in (selector.get("conditions") or {}).items():

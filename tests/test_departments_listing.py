@@ -384,3 +384,31 @@ def test_huge_offset_is_an_empty_page_or_a_400_never_a_server_error(client, auth
     if response.status_code == 200:
         items = response.json["agents" if path == "agents" else "departments"]
         assert items == [] and response.json["count"] == 0
+
+
+@pytest.mark.parametrize("text", [None, "sales"])
+def test_a_list_page_and_its_total_scan_only_the_index_of_listed_departments(app, text):
+    # The statements carry models.LISTED verbatim and migration 0014 froze the same predicate into
+    # the partial index: were the two to drift apart, the planner would quietly fall back to the
+    # whole table (docs/performance.md).
+    import department_service
+
+    where = department_service.ListFilter(text=text)
+    statements = [
+        department_service._page_ids_statement(where.shape(), (("name", 1),), True),
+        department_service._count_statement(where.shape()).statement,
+    ]
+    params = {"offset": 0, "limit": 25, **where.params()}
+    engine = app.extensions["db.engine"]
+    with engine.connect() as connection:
+        for statement in statements:
+            compiled = statement.compile(connection)
+            values = compiled.construct_params(params)
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("SET enable_seqscan = off")  # an empty table: make it choose among indexes
+                plan = connection.exec_driver_sql(f"EXPLAIN {compiled}", values).scalars().all()
+            else:
+                positional = tuple(values[name] for name in compiled.positiontup)
+                plan = [row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", positional).all()]
+                assert any("COVERING INDEX ix_departments_listed" in line for line in plan), plan
+            assert any("ix_departments_listed" in line for line in plan), plan
