@@ -174,7 +174,7 @@ class DepartmentResponses(VersionedCache[bytes]):
             return None
         if self.anchor is None or _first_log_row(old[0]) != self.anchor:
             return None
-        rows = STEP_ROWS.execute(db.connection_of(db.session()), {"old": old[0], "new": version[0]})
+        rows = db.read_committed(STEP_ROWS, {"old": old[0], "new": version[0]})
         if len(rows) > self.MAX_STEP or len({v for v, _department in rows}) != version[0] - old[0]:
             return None
         changed = {department for _version, department in rows}
@@ -217,7 +217,7 @@ FIRST_LOG_ROW = db.DriverStatement(
 
 
 def _first_log_row(version: int) -> tuple[int, int] | None:
-    rows = FIRST_LOG_ROW.execute(db.connection_of(db.session()), {"version": version})
+    rows = db.read_committed(FIRST_LOG_ROW, {"version": version})
     return tuple(rows[0]) if rows else None  # type: ignore[return-value]
 
 

@@ -20,9 +20,9 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from flask import Flask, current_app, g, request
@@ -34,6 +34,8 @@ from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 import json_codec
 from errors import ApiError
 from models import WriteContext
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +264,10 @@ class DriverStatement:
         return compiled, bound, results if any(results) else None
 
     def execute(self, connection: Connection, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        dialect = connection.dialect
+        return self.execute_on(connection.connection.driver_connection, connection.dialect, parameters)
+
+    def execute_on(self, driver_connection: Any, dialect: Any, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """`execute` on a driver's own connection (VersionReader's)."""
         plan = self.plans.get(dialect.name)
         if plan is None:
             plan = self.plans[dialect.name] = self._plan(dialect)
@@ -272,7 +277,7 @@ class DriverStatement:
             values[name] = process(values[name])
         if compiled.positiontup is not None:  # SQLite's `?` parameters
             values = tuple(values[name] for name in compiled.positiontup)
-        cursor = connection.connection.driver_connection.cursor()
+        cursor = driver_connection.cursor()
         try:
             cursor.execute(compiled.string, values)
             rows = cursor.fetchall() if cursor.description else []
@@ -334,7 +339,8 @@ class VersionReader:
     This is the one query of a request served from the caches, so it skips the ORM and the
     pool: one plain DBAPI connection per process, shared by its threads under a lock (the read
     takes microseconds), replaced when it fails (database restart). Read before any cached
-    data, it can only be older than that data, never newer.
+    data, it can only be older than that data, never newer. The caches also ask the change log
+    here what a new version changed (`run`): a request served from them then opens no session.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -344,19 +350,29 @@ class VersionReader:
         self.reads = 0
 
     def read(self) -> Versions:
+        def read_counters(connection: Any) -> Versions:
+            if hasattr(connection, "pgconn"):
+                rows = _libpq_rows(connection.pgconn)
+            else:
+                rows = connection.execute(VERSION_QUERY).fetchall()
+            versions = Versions((int(counter), int(version)) for counter, version in rows)
+            self.reads += 1
+            versions.order = self.reads
+            return versions
+
+        return self._on_connection(read_counters)
+
+    def run(self, statement: DriverStatement, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """`statement` on this connection, in a snapshot of its own (autocommit)."""
+        return self._on_connection(lambda connection: statement.execute_on(connection, self.engine.dialect, parameters))
+
+    def _on_connection(self, use: Callable[[Any], T]) -> T:
         with self.lock:
             for attempt in (1, 2):
                 try:
                     if self.connection is None:
                         self.connection = self._connect()
-                    if hasattr(self.connection, "pgconn"):
-                        rows = _libpq_rows(self.connection.pgconn)
-                    else:
-                        rows = self.connection.execute(VERSION_QUERY).fetchall()
-                    versions = Versions((int(counter), int(version)) for counter, version in rows)
-                    self.reads += 1
-                    versions.order = self.reads
-                    return versions
+                    return use(self.connection)
                 except Exception as error:
                     self._close()
                     # The database went away (a restart?): the pooled connections went with it.
@@ -407,6 +423,13 @@ def data_version(counter: int) -> int:
     if versions is None:
         versions = g.data_versions = current_app.extensions["db.version_reader"].read()
     return versions[counter]
+
+
+def read_committed(statement: DriverStatement, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """`statement` run outside the request's transaction, on the connection that reads the
+    counters: for what the caches ask the change log, which should not make a request that is
+    served from them open a session."""
+    return current_app.extensions["db.version_reader"].run(statement, parameters)
 
 
 def versions_unchanged() -> bool:

@@ -260,8 +260,8 @@ def _page_statement(shape: ListFilter, sort: Sort, paged: bool) -> Select[Any]:
 
 
 @lru_cache(maxsize=STATEMENTS_PER_KIND)
-def _page_ids_statement(shape: ListFilter, sort: Sort, paged: bool) -> Select[Any]:
-    return _page_statement(shape, sort, paged).with_only_columns(Department.id)
+def _page_ids_statement(shape: ListFilter, sort: Sort, paged: bool) -> db.DriverStatement:
+    return db.DriverStatement(_page_statement(shape, sort, paged).with_only_columns(Department.id))
 
 
 @lru_cache(maxsize=STATEMENTS_PER_KIND)
@@ -297,7 +297,8 @@ def list_department_ids(
     """list_departments with the page's ids for its rows, for a caller that keeps rows already
     dumped (cache.py): the same statement, selecting only the id."""
     query = _page_ids_statement(where.shape(), tuple(sort), limit is not None)
-    ids = [row[0] for row in _rows(session, query, {**where.params(), "offset": offset, "limit": limit})]
+    rows = query.execute(db.connection_of(session), {**where.params(), "offset": offset, "limit": limit})
+    ids = [row[0] for row in rows]
     return ids, _total(session, where, offset, limit, len(ids))
 
 

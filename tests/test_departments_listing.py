@@ -395,7 +395,7 @@ def test_a_list_page_and_its_total_scan_only_the_index_of_listed_departments(app
 
     where = department_service.ListFilter(text=text)
     statements = [
-        department_service._page_ids_statement(where.shape(), (("name", 1),), True),
+        department_service._page_ids_statement(where.shape(), (("name", 1),), True).statement,
         department_service._count_statement(where.shape()).statement,
     ]
     params = {"offset": 0, "limit": 25, **where.params()}
