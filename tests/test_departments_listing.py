@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from conftest import API, create_department, set_setting
 
+import department_service
+
 LIST = f"{API}/livechat/department"
 ARCHIVED = f"{API}/livechat/departments/archived"
 
@@ -391,8 +393,6 @@ def test_a_list_page_and_its_total_scan_only_the_index_of_listed_departments(app
     # The statements carry models.LISTED verbatim and migration 0014 froze the same predicate into
     # the partial index: were the two to drift apart, the planner would quietly fall back to the
     # whole table (docs/performance.md).
-    import department_service
-
     where = department_service.ListFilter(text=text)
     statements = [
         department_service._page_ids_statement(where.shape(), (("name", 1),), True).statement,
