@@ -1,9 +1,9 @@
 """A partial index of the departments the lists show (not units, not archived), holding every
 column their default page, its total and a `text` search read.
 
-SQLite then scans this index alone and leaves the predicate's terms out of the scan instead of
-testing them on each row; the statements carry the predicate verbatim (models.LISTED), which is
-what lets a partial index be used (docs/performance.md).
+The statements carry the predicate verbatim (models.LISTED): SQLite then scans this index alone
+and leaves the predicate's terms out of the scan instead of testing them on each entry
+(docs/performance.md).
 
 Revision ID: 0014
 Revises: 0013
