@@ -369,9 +369,8 @@ class Department(Base):
 
 
 # Departments, not units (Rocket.Chat EE keeps units, type 'u', in the same collection): every
-# department list shows only these. 'd' is written into the statement, not bound: a statement
-# whose WHERE carries the partial index's predicate verbatim lets SQLite leave those terms out
-# of the scan, instead of testing them on each entry (a third of the time of a page or a count).
+# department list shows only these. 'd' is written into the statement, not bound, so that the
+# statements carry ix_departments_listed's predicate (below) verbatim.
 NOT_A_UNIT = or_(Department.type.is_(None), Department.type == literal_column("'d'"))
 # `IS NOT` (not `IS NULL OR = false`): the planner walks a name index in order and filters
 # inside it, instead of sorting every row.
@@ -380,7 +379,8 @@ NOT_ARCHIVED = Department.archived.is_not(True)
 LISTED = and_(NOT_A_UNIT, NOT_ARCHIVED)
 # Just the listed rows, with every column their default lists and `text` searches read: a page,
 # its total and a search scan this index alone, and SQLite leaves out the predicate's terms
-# instead of testing them on each row (docs/performance.md).
+# instead of testing them on each entry (a third of the time of a page or a count;
+# docs/performance.md).
 Index(
     "ix_departments_listed",
     Department.name, Department.id, Department.name_folded, Department.type, Department.archived,
