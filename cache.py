@@ -205,7 +205,8 @@ class DepartmentResponses(VersionedCache[bytes]):
 
 _log = DepartmentChange
 # The log's rows of the versions after :old through :new (at most MAX_STEP + 1 of them), and the
-# first row of a version: small fixed statements, run on the driver (db.DriverStatement).
+# first row of a version: small fixed statements, run on the driver outside the request's
+# transaction (db.read_committed).
 STEP_ROWS = db.DriverStatement(
     select(_log.version, _log.department_id)
     .where(_log.version > bindparam("old"), _log.version <= bindparam("new"))
