@@ -359,12 +359,13 @@ class Department(Base):
         return name
 
     __table_args__ = (
-        # Ordered scans of the lists that show archived departments too filter on archived/type
-        # inside the index: no table lookups while skipping `offset` rows, and COUNT(*) reads only
-        # the index. The default lists have their own, ix_departments_listed below.
-        Index("ix_departments_name_id_archived_type", "name", "id", "archived", "type"),
+        # The lists that show archived departments too: their pages, totals and `text` searches
+        # read this index alone, filters included; no table row while skipping `offset` entries.
+        # The default lists have their own, ix_departments_listed below. No index of `enabled`
+        # alone: nearly every department is, and SQLite, keeping no statistics, chose such an
+        # index over these (migration 0015).
+        Index("ix_departments_with_archived", "name", "id", "archived", "type", "name_folded", "enabled"),
         Index("ix_departments_archived_name_id", "archived", "name", "id"),
-        Index("ix_departments_enabled", "enabled"),
     )
 
 
@@ -377,13 +378,13 @@ NOT_A_UNIT = or_(Department.type.is_(None), Department.type == literal_column("'
 NOT_ARCHIVED = Department.archived.is_not(True)
 # What the department lists show unless asked for archived ones (department_service.ListFilter).
 LISTED = and_(NOT_A_UNIT, NOT_ARCHIVED)
-# Just the listed rows, with every column their default lists and `text` searches read: a page,
-# its total and a search scan this index alone, and SQLite leaves out the predicate's terms
-# instead of testing them on each entry (a third of the time of a page or a count;
-# docs/performance.md).
+# Just the listed rows, with every column their default lists, `text` searches and `enabled`
+# filter read: a page, its total and a search scan this index alone, and SQLite leaves out the
+# predicate's terms instead of testing them on each entry (a third of the time of a page or a
+# count; docs/performance.md).
 Index(
     "ix_departments_listed",
-    Department.name, Department.id, Department.name_folded, Department.type, Department.archived,
+    Department.name, Department.id, Department.name_folded, Department.type, Department.archived, Department.enabled,
     sqlite_where=LISTED, postgresql_where=LISTED,
 )
 
