@@ -184,8 +184,9 @@ class DepartmentResponses(VersionedCache[bytes]):
         """The rows of a department list, as JSON in `ids`' order: the kept ones, and the others
         from `build(missing)` (id -> JSON), then kept. None when the cache is off or not at this
         request's version, when `build` leaves one out (gone since, or JSON orjson refuses), or when
-        a write committed since the request read the counters (the ids may then be of a newer version
-        than the kept rows): the caller then builds the page whole."""
+        a write committed since the request read the counters (the ids and the total, each read in
+        its own snapshot, may then be of newer versions than the kept rows or than each other): the
+        caller then builds the page whole."""
         version = tuple(db.data_version(counter) for counter in self.counters)
         if not self.enabled or version != self.version:
             return None

@@ -86,7 +86,7 @@ def _department_list(
     where = _department_filter(params, archived_only=archived_only)
     if caches().responses.enabled and current_app.json.embeds_json:  # type: ignore[attr-defined]
         # The page's ids from the database, its rows' JSON from the cache (kept per department).
-        ids, total = service.list_department_ids(db.session(), where, sort, offset, limit)
+        ids, total = service.list_department_ids(where, sort, offset, limit)
         rows = caches().responses.kept_rows(ids, _list_rows_json)
         if rows is not None:
             body = dump(schema, {"departments": [], "count": len(rows), "offset": offset, "total": total})

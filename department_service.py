@@ -274,10 +274,14 @@ def _rows(session: Session, query: Select[Any], params: dict[str, Any]) -> list[
     return db.connection_of(session).execute(query, params).all()  # one fetchall, not a fetch per row
 
 
-def count_departments(session: Session, where: ListFilter) -> int:
-    """The number of departments matching `where` (a list's `total`)."""
-    (count,), = _count_statement(where.shape()).execute(db.connection_of(session), where.params())
-    return int(count or 0)
+# Runs a DriverStatement with its values and answers its rows: in the request's transaction
+# (_in_transaction) or each statement on its own, outside it (db.read_committed).
+Run = Callable[[db.DriverStatement, Mapping[str, Any]], list[tuple[Any, ...]]]
+
+
+def _in_transaction(session: Session) -> Run:
+    connection = db.connection_of(session)
+    return lambda statement, params: statement.execute(connection, params)
 
 
 def list_departments(
@@ -288,24 +292,26 @@ def list_departments(
     itself, as most `text` searches do: no COUNT then."""
     query = _page_statement(where.shape(), tuple(sort), limit is not None)
     rows = _rows(session, query, {**where.params(), "offset": offset, "limit": limit})
-    return rows, _total(session, where, offset, limit, len(rows))
+    return rows, _total(_in_transaction(session), where, offset, limit, len(rows))
 
 
-def list_department_ids(
-    session: Session, where: ListFilter, sort: Sort, offset: int, limit: int | None
-) -> tuple[list[str], int]:
+def list_department_ids(where: ListFilter, sort: Sort, offset: int, limit: int | None) -> tuple[list[str], int]:
     """list_departments with the page's ids for its rows, for a caller that keeps rows already
-    dumped (cache.py): the same statement, selecting only the id."""
+    dumped (cache.py): the same statement, selecting only the id. The ids and the total are read
+    outside the request's transaction, each in its own snapshot, so that a page whose rows are all
+    kept opens no session: the caller must check that no write committed meanwhile
+    (cache.DepartmentResponses.kept_rows does)."""
     query = _page_ids_statement(where.shape(), tuple(sort), limit is not None)
-    rows = query.execute(db.connection_of(session), {**where.params(), "offset": offset, "limit": limit})
+    rows = db.read_committed(query, {**where.params(), "offset": offset, "limit": limit})
     ids = [row[0] for row in rows]
-    return ids, _total(session, where, offset, limit, len(ids))
+    return ids, _total(db.read_committed, where, offset, limit, len(ids))
 
 
-def _total(session: Session, where: ListFilter, offset: int, limit: int | None, shown: int) -> int:
+def _total(run: Run, where: ListFilter, offset: int, limit: int | None, shown: int) -> int:
     if (limit is None or shown < limit) and (shown or offset == 0):
         return offset + shown
-    return count_departments(session, where)
+    (count,), = run(_count_statement(where.shape()), where.params())
+    return int(count or 0)
 
 
 def departments_by_id(session: Session, ids: list[str]) -> list[Row[Any]]:

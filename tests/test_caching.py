@@ -249,6 +249,26 @@ def test_a_list_read_while_a_write_commits_is_built_from_one_version(client, aut
     assert [d["name"] for d in page["departments"]] == ["Bravo", "Charlie", "Zulu"]
 
 
+
+def test_a_list_read_while_a_write_commits_between_its_ids_and_its_total_is_built_from_one_version(
+    client, auth, database_url, monkeypatch
+):
+    """The page's ids and its total are read each in its own snapshot: a write committed between
+    the two (here, a department deleted by hand) must not give a page of the old ids with the new
+    total, nor the deleted department's kept row."""
+    names = ["Alpha", "Bravo", "Charlie"]
+    ids = [create_department(client, auth.admin, name=name)["_id"] for name in names]
+    assert client.get(f"{API}/department?count=2", headers=auth.admin).json["total"] == 3  # rows kept
+    total = department_service._total
+
+    def total_after_a_hand_delete(*args, **kwargs):
+        write_by_hand(database_url, "DELETE FROM departments WHERE id = ?", (ids[0],))
+        return total(*args, **kwargs)
+
+    monkeypatch.setattr(department_service, "_total", total_after_a_hand_delete)
+    page = client.get(f"{API}/department?count=2&offset=0", headers=auth.admin).json  # another body, same rows
+    assert ([d["name"] for d in page["departments"]], page["total"]) == (["Bravo", "Charlie"], 2)
+
 def _move_counter_by_hand(database_url, _other_department):
     write_by_hand(database_url, "UPDATE data_version SET version = version + 1 WHERE id = 1")
 
