@@ -15,6 +15,8 @@ import pytest
 from conftest import API, create_department, set_setting
 
 import department_service
+from request_input import request_query
+from schemas import DepartmentListQuerySchema
 
 LIST = f"{API}/livechat/department"
 ARCHIVED = f"{API}/livechat/departments/archived"
@@ -417,3 +419,26 @@ def test_a_list_page_and_its_total_scan_only_their_index(app, text, enabled_only
                 plan = [row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", positional).all()]
                 assert any(f"COVERING INDEX {index}" in line for line in plan), plan
             assert any(index in line for line in plan), plan
+
+
+def test_a_query_string_read_again_is_loaded_again_the_same_way(client, auth):
+    # request_input keeps what it loaded per raw query string; a write in between empties the
+    # response cache, so the second reads go through the kept load (or its refusal) again.
+    create_department(client, auth.admin, name="Alpha")
+    read = f"{API}/livechat/department?count=1&text=alp"
+    refused = f"{API}/livechat/department?count=-1"
+    answers = []
+    for name in ("Bravo", "Charlie"):
+        answers.append((client.get(read, headers=auth.admin).json, client.get(refused, headers=auth.admin)))
+        create_department(client, auth.admin, name=name)
+    for page, refusal in answers:
+        assert [d["name"] for d in page["departments"]] == ["Alpha"] and page["total"] == 1
+        assert refusal.status_code == 400
+        assert refusal.json == {"success": False, "error": "must be >= 0 [invalid-params]", "errorType": "invalid-params"}
+
+
+def test_a_loaded_query_string_is_the_callers_own(app):
+    with app.test_request_context(f"{API}/livechat/department?count=5&text=a"):
+        first = request_query(DepartmentListQuerySchema)
+        first["count"] = 99
+        assert request_query(DepartmentListQuerySchema) == {"count": 5, "text": "a"}
