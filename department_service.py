@@ -246,6 +246,7 @@ AGENTS_OF = AGENT_ROW.where(DepartmentAgent.department_id == bindparam("departme
 AGENTS_BY_USERNAME = AGENTS_OF.order_by(DepartmentAgent.username, DepartmentAgent.agent_id)
 AGENT_COUNT = select(func.count()).where(DepartmentAgent.department_id == bindparam("department_id"))
 STATEMENTS_PER_KIND = 256
+SEARCH_SPARE_IDS = 250  # list_department_ids
 
 
 @lru_cache(maxsize=STATEMENTS_PER_KIND)
@@ -301,10 +302,14 @@ def list_department_ids(where: ListFilter, sort: Sort, offset: int, limit: int |
     outside the request's transaction, each in its own snapshot, so that a page whose rows are all
     kept opens no session: the caller must check that no write committed meanwhile
     (cache.DepartmentResponses.kept_rows does)."""
+    # A `text` search reads up to SEARCH_SPARE_IDS ids past its page: when the matches end
+    # within them, that tells the total (_total), and the COUNT's second scan of every listed
+    # name is not needed.
+    window = limit + SEARCH_SPARE_IDS if where.text and limit is not None else limit
     query = _page_ids_statement(where.shape(), tuple(sort), limit is not None)
-    rows = db.read_committed(query, {**where.params(), "offset": offset, "limit": limit})
+    rows = db.read_committed(query, {**where.params(), "offset": offset, "limit": window})
     ids = [row[0] for row in rows]
-    return ids, _total(db.read_committed, where, offset, limit, len(ids))
+    return ids[:limit], _total(db.read_committed, where, offset, window, len(ids))
 
 
 def _total(run: Run, where: ListFilter, offset: int, limit: int | None, shown: int) -> int:

@@ -442,3 +442,18 @@ def test_a_loaded_query_string_is_the_callers_own(app):
         first = request_query(DepartmentListQuerySchema)
         first["count"] = 99
         assert request_query(DepartmentListQuerySchema) == {"count": 5, "text": "a"}
+
+
+@pytest.mark.parametrize("spare", [0, 2, 250])
+def test_a_search_page_and_its_total_whether_the_matches_end_within_its_spare_ids_or_not(client, auth, monkeypatch, spare):
+    # list_department_ids reads SEARCH_SPARE_IDS ids past a `text` page: when the matches end
+    # within them they tell the total, otherwise it is counted.
+    monkeypatch.setattr(department_service, "SEARCH_SPARE_IDS", spare)
+    for name in [f"Match {k}" for k in range(7)] + ["Other"]:
+        create_department(client, auth.admin, name=name)
+    for offset, count in [(0, 2), (2, 2), (4, 2), (6, 2), (8, 2), (0, 7), (0, 10), (3, 0)]:
+        query = {"text": "match", "offset": offset, "count": count}
+        page = client.get(f"{API}/livechat/department", query_string=query, headers=auth.admin).json
+        names = [d["name"] for d in page["departments"]]
+        shown = range(offset, 7 if count == 0 else min(offset + count, 7))  # count=0: all of them
+        assert (names, page["count"], page["total"]) == ([f"Match {k}" for k in shown], len(shown), 7), query
