@@ -249,7 +249,6 @@ def test_a_list_read_while_a_write_commits_is_built_from_one_version(client, aut
     assert [d["name"] for d in page["departments"]] == ["Bravo", "Charlie", "Zulu"]
 
 
-
 def test_a_list_read_while_a_write_commits_between_its_ids_and_its_total_is_built_from_one_version(
     client, auth, database_url, monkeypatch
 ):
@@ -268,6 +267,7 @@ def test_a_list_read_while_a_write_commits_between_its_ids_and_its_total_is_buil
     monkeypatch.setattr(department_service, "_total", total_after_a_hand_delete)
     page = client.get(f"{API}/department?count=2&offset=0", headers=auth.admin).json  # another body, same rows
     assert ([d["name"] for d in page["departments"]], page["total"]) == (["Bravo", "Charlie"], 2)
+
 
 def _move_counter_by_hand(database_url, _other_department):
     write_by_hand(database_url, "UPDATE data_version SET version = version + 1 WHERE id = 1")
