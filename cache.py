@@ -17,6 +17,9 @@ Contract:
 - Bounded in entries (and bytes for bodies), the oldest going first.
 - `READ_CACHE=off` turns them all off: every lookup builds.
 
+Not here, as nothing they hold depends on the data: memos of pure functions, kept beside them
+(compiled statements in department_service.py, loaded query strings in request_input.py).
+
 Each mechanism here was kept because the bench showed it paying (docs/performance.md).
 """
 

@@ -32,9 +32,10 @@ def request_query(schema_class: type) -> dict[str, Any]:
 
 @lru_cache(maxsize=512)
 def _loaded_query(schema_class: type, _query_string: bytes) -> Mapping[str, Any]:
-    # Loading depends on the raw query string alone, and the same ones come back (a list read
-    # again after each write): werkzeug's parse and the schema's load are then skipped, a tenth
-    # of a list page whose rows are kept (docs/performance.md). Refused ones are not kept.
+    # Keyed by the raw query string, which request.args is parsed from: loading depends on it
+    # alone, and the same ones come back (a list read again after each write), so werkzeug's parse
+    # and the schema's load are skipped, a tenth of a list page whose rows are kept
+    # (docs/performance.md). Refused ones are not kept.
     return load(schema_class, query_args(request.args))
 
 
